@@ -1,0 +1,678 @@
+//! The hub: assigns `seq`, keeps the registry, fans events out.
+//!
+//! Backends on blocking threads call [`Hub::publish`] (synchronous, never blocks on a
+//! client). Each subscriber has a bounded queue; one that lets it fill is marked
+//! lagged and dropped from the fan-out, and its session closes it with 1008 while
+//! everyone else keeps receiving. Each event is serialized once per view (full and
+//! redacted) whatever the number of subscribers.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use super::event::{
+    Card, Empty, Event, EventKind, IdentityFailure, Inserted, Progress, Reader, ReaderKind,
+    ReaderState, Service, ServiceChange, ServiceState, Signature, now_rfc3339,
+};
+use super::handle::ReaderHandle;
+use crate::card::{CardType, Identity};
+use crate::error::ProtocolError;
+
+/// A state change reported by a backend.
+#[derive(Debug)]
+pub enum Update {
+    /// A reader appeared; `handle` reaches its backend thread for card work.
+    ReaderAdded {
+        /// Stable id.
+        id: String,
+        /// Human name.
+        name: String,
+        /// Attachment.
+        kind: ReaderKind,
+        /// Contactless.
+        contactless: bool,
+        /// Command channel, if the backend accepts card work.
+        handle: Option<ReaderHandle>,
+    },
+    /// A reader went away (a present card is removed first).
+    ReaderRemoved {
+        /// Reader id.
+        reader: String,
+    },
+    /// A card arrived (an earlier card still registered is removed first).
+    CardInserted {
+        /// Reader id.
+        reader: String,
+        /// Raw ATR.
+        atr: Vec<u8>,
+        /// Detected type.
+        card_type: CardType,
+    },
+    /// A read progressed.
+    CardReading {
+        /// Reader id.
+        reader: String,
+        /// Step from 1.
+        step: u32,
+        /// Total.
+        total: u32,
+    },
+    /// A read succeeded (ignored if the card has gone meanwhile).
+    IdentityRead {
+        /// Reader id.
+        reader: String,
+        /// The identity.
+        identity: Arc<Identity>,
+    },
+    /// A read failed (ignored if the card has gone meanwhile).
+    IdentityError {
+        /// Reader id.
+        reader: String,
+        /// Why.
+        error: ProtocolError,
+    },
+    /// The card went away; its identity is dropped.
+    CardRemoved {
+        /// Reader id.
+        reader: String,
+    },
+    /// A phone signature was produced and verified.
+    SignatureCompleted {
+        /// The verified signature.
+        signature: Arc<Signature>,
+    },
+    /// A service changed state. For NFC, `detail` is the device connstring.
+    ServiceChanged {
+        /// Which service.
+        service: Service,
+        /// New state.
+        state: ServiceState,
+        /// Connstring (NFC) or explanation (PC/SC).
+        detail: String,
+    },
+}
+
+/// One serialized `event` notification, shared by every subscriber of a view.
+#[derive(Debug, Clone)]
+pub struct Notification {
+    /// The event's `seq`.
+    pub seq: u64,
+    /// The complete JSON-RPC notification text.
+    pub json: Arc<str>,
+}
+
+/// A live subscription: the snapshot and the ordered notifications after it.
+#[derive(Debug)]
+pub struct Subscription {
+    /// Id for [`Hub::unsubscribe`].
+    pub id: u64,
+    /// The last `seq` the snapshot includes.
+    pub seq: u64,
+    /// Readers at `seq`.
+    pub snapshot: Vec<Reader>,
+    /// Notifications with `seq` greater than [`Subscription::seq`], in order.
+    pub rx: mpsc::Receiver<Notification>,
+    /// Set when the hub dropped this subscriber because its queue was full.
+    pub lagged: Arc<AtomicBool>,
+}
+
+/// PC/SC service state for `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PcscStatus {
+    /// Connected to pcscd.
+    Up,
+    /// Not reachable; retrying.
+    Down,
+    /// Turned off by config or demo mode.
+    Disabled,
+}
+
+/// The `status` method's result, minus what the server adds.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusSnapshot {
+    /// PC/SC state.
+    pub pcsc: PcscStatus,
+    /// One entry per NFC device.
+    pub nfc: Vec<NfcStatus>,
+    /// Open client connections.
+    pub clients: usize,
+    /// Milliseconds since the hub started.
+    #[serde(rename = "uptimeMs")]
+    pub uptime_ms: u64,
+}
+
+/// One NFC device's state.
+#[derive(Debug, Clone, Serialize)]
+pub struct NfcStatus {
+    /// libnfc connstring.
+    pub connstring: String,
+    /// Up or down.
+    pub state: ServiceState,
+}
+
+struct Entry {
+    reader: Reader,
+    handle: Option<ReaderHandle>,
+}
+
+struct Subscriber {
+    id: u64,
+    tx: mpsc::Sender<Notification>,
+    redacted: bool,
+    lagged: Arc<AtomicBool>,
+}
+
+struct State {
+    seq: u64,
+    readers: BTreeMap<String, Entry>,
+    subscribers: Vec<Subscriber>,
+    next_subscriber: u64,
+    pcsc: PcscStatus,
+    nfc: BTreeMap<String, ServiceState>,
+}
+
+/// The event bus and reader registry. Cheap to share as `Arc<Hub>`.
+pub struct Hub {
+    state: Mutex<State>,
+    started: Instant,
+    clients: AtomicUsize,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").finish_non_exhaustive()
+    }
+}
+
+#[derive(Serialize)]
+struct NotificationBody<'a> {
+    jsonrpc: &'static str,
+    method: &'static str,
+    params: &'a Event,
+}
+
+#[derive(Serialize)]
+struct RedactedEvent<'a> {
+    seq: u64,
+    time: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    data: Redacted,
+    reader: &'a Option<String>,
+}
+
+#[derive(Serialize)]
+struct Redacted {
+    redacted: bool,
+}
+
+impl Hub {
+    /// A hub with PC/SC reported as `pcsc` until a backend says otherwise.
+    pub fn new(pcsc: PcscStatus) -> Arc<Hub> {
+        Arc::new(Hub {
+            state: Mutex::new(State {
+                seq: 0,
+                readers: BTreeMap::new(),
+                subscribers: Vec::new(),
+                next_subscriber: 1,
+                pcsc,
+                nfc: BTreeMap::new(),
+            }),
+            started: Instant::now(),
+            clients: AtomicUsize::new(0),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the registry half-updated in a
+        // way that matters more than stopping the whole daemon would.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies a backend update and publishes the resulting events, in order.
+    pub fn publish(&self, update: Update) {
+        let mut st = self.lock();
+        match update {
+            Update::ReaderAdded {
+                id,
+                name,
+                kind,
+                contactless,
+                handle,
+            } => {
+                if st.readers.contains_key(&id) {
+                    tracing::debug!(reader = %id, "reader already registered");
+                    return;
+                }
+                let reader = Reader {
+                    id: id.clone(),
+                    name,
+                    kind,
+                    contactless,
+                    state: ReaderState::Empty,
+                    card: None,
+                };
+                st.readers.insert(
+                    id.clone(),
+                    Entry {
+                        reader: reader.clone(),
+                        handle,
+                    },
+                );
+                emit(&mut st, Some(id), EventKind::ReaderAdded(reader));
+            }
+            Update::ReaderRemoved { reader } => {
+                let has_card = match st.readers.get(&reader) {
+                    None => return,
+                    Some(e) => e.reader.card.is_some(),
+                };
+                if has_card {
+                    remove_card(&mut st, &reader);
+                }
+                if let Some(entry) = st.readers.remove(&reader) {
+                    emit(
+                        &mut st,
+                        Some(reader),
+                        EventKind::ReaderRemoved(entry.reader),
+                    );
+                }
+            }
+            Update::CardInserted {
+                reader,
+                atr,
+                card_type,
+            } => {
+                let had_card = match st.readers.get(&reader) {
+                    None => return,
+                    Some(e) => e.reader.card.is_some(),
+                };
+                if had_card {
+                    remove_card(&mut st, &reader);
+                }
+                let atr = hex::encode_upper(atr);
+                if let Some(e) = st.readers.get_mut(&reader) {
+                    e.reader.card = Some(Card {
+                        atr: atr.clone(),
+                        card_type,
+                        identity: None,
+                    });
+                    e.reader.state = ReaderState::Present;
+                }
+                emit(
+                    &mut st,
+                    Some(reader),
+                    EventKind::CardInserted(Inserted { atr, card_type }),
+                );
+            }
+            Update::CardReading {
+                reader,
+                step,
+                total,
+            } => {
+                if !set_state(&mut st, &reader, ReaderState::Reading) {
+                    return;
+                }
+                emit(
+                    &mut st,
+                    Some(reader),
+                    EventKind::CardReading(Progress { step, total }),
+                );
+            }
+            Update::IdentityRead { reader, identity } => {
+                match st.readers.get_mut(&reader) {
+                    Some(Entry {
+                        reader:
+                            Reader {
+                                card: Some(card),
+                                state,
+                                ..
+                            },
+                        ..
+                    }) => {
+                        card.identity = Some(identity.clone());
+                        *state = ReaderState::Ready;
+                    }
+                    _ => return,
+                }
+                emit(&mut st, Some(reader), EventKind::IdentityRead(identity));
+            }
+            Update::IdentityError { reader, error } => {
+                if !set_state(&mut st, &reader, ReaderState::Error) {
+                    return;
+                }
+                emit(
+                    &mut st,
+                    Some(reader),
+                    EventKind::IdentityError(IdentityFailure {
+                        reason: error.reason,
+                        message: error.message,
+                    }),
+                );
+            }
+            Update::CardRemoved { reader } => {
+                let has_card = st
+                    .readers
+                    .get(&reader)
+                    .is_some_and(|e| e.reader.card.is_some());
+                if has_card {
+                    remove_card(&mut st, &reader);
+                }
+            }
+            Update::SignatureCompleted { signature } => {
+                let reader = signature.reader.clone();
+                emit(
+                    &mut st,
+                    Some(reader),
+                    EventKind::SignatureCompleted(signature),
+                );
+            }
+            Update::ServiceChanged {
+                service,
+                state,
+                detail,
+            } => {
+                let changed = match service {
+                    Service::Pcsc => {
+                        let new = match state {
+                            ServiceState::Up => PcscStatus::Up,
+                            ServiceState::Down => PcscStatus::Down,
+                        };
+                        std::mem::replace(&mut st.pcsc, new) != new
+                    }
+                    Service::Nfc => st.nfc.insert(detail.clone(), state) != Some(state),
+                };
+                if changed {
+                    emit(
+                        &mut st,
+                        None,
+                        EventKind::ServiceChanged(ServiceChange {
+                            service,
+                            state,
+                            detail,
+                        }),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Subscribes atomically: the snapshot reflects exactly the events up to the
+    /// returned `seq`, and the receiver gets every later one. `redacted` subscribers
+    /// (the status page) never receive identity or signature data.
+    pub fn subscribe(&self, queue: usize, redacted: bool) -> Subscription {
+        let (tx, rx) = mpsc::channel(queue.max(1));
+        let lagged = Arc::new(AtomicBool::new(false));
+        let mut st = self.lock();
+        let id = st.next_subscriber;
+        st.next_subscriber += 1;
+        st.subscribers.push(Subscriber {
+            id,
+            tx,
+            redacted,
+            lagged: lagged.clone(),
+        });
+        let snapshot = snapshot(&st, redacted);
+        Subscription {
+            id,
+            seq: st.seq,
+            snapshot,
+            rx,
+            lagged,
+        }
+    }
+
+    /// Stops delivering to a subscription.
+    pub fn unsubscribe(&self, id: u64) {
+        self.lock().subscribers.retain(|s| s.id != id);
+    }
+
+    /// Number of live subscribers.
+    pub fn subscriber_count(&self) -> usize {
+        self.lock().subscribers.len()
+    }
+
+    /// The readers now (identities included unless `redacted`).
+    pub fn readers(&self, redacted: bool) -> Vec<Reader> {
+        snapshot(&self.lock(), redacted)
+    }
+
+    /// One reader's current state and command handle.
+    pub fn reader(&self, id: &str) -> Option<(Reader, Option<ReaderHandle>)> {
+        self.lock()
+            .readers
+            .get(id)
+            .map(|e| (e.reader.clone(), e.handle.clone()))
+    }
+
+    /// The last `seq` published.
+    pub fn seq(&self) -> u64 {
+        self.lock().seq
+    }
+
+    /// Service states and counters for `status`.
+    pub fn status(&self) -> StatusSnapshot {
+        let st = self.lock();
+        StatusSnapshot {
+            pcsc: st.pcsc,
+            nfc: st
+                .nfc
+                .iter()
+                .map(|(c, s)| NfcStatus {
+                    connstring: c.clone(),
+                    state: *s,
+                })
+                .collect(),
+            clients: self.clients.load(Ordering::Relaxed),
+            uptime_ms: self.started.elapsed().as_millis() as u64,
+        }
+    }
+
+    /// Sets the PC/SC status without an event (start-up configuration).
+    pub fn set_pcsc_status(&self, status: PcscStatus) {
+        self.lock().pcsc = status;
+    }
+
+    /// The open-connection counter the server maintains.
+    pub fn clients(&self) -> &AtomicUsize {
+        &self.clients
+    }
+}
+
+fn snapshot(st: &State, redacted: bool) -> Vec<Reader> {
+    st.readers
+        .values()
+        .map(|e| {
+            if redacted {
+                e.reader.redacted()
+            } else {
+                e.reader.clone()
+            }
+        })
+        .collect()
+}
+
+fn set_state(st: &mut State, reader: &str, state: ReaderState) -> bool {
+    match st.readers.get_mut(reader) {
+        Some(e) if e.reader.card.is_some() => {
+            e.reader.state = state;
+            true
+        }
+        _ => false,
+    }
+}
+
+fn remove_card(st: &mut State, reader: &str) {
+    if let Some(e) = st.readers.get_mut(reader) {
+        // Dropping the card drops the registry's reference to its identity; the
+        // Sensitive fields zero themselves once the last reference goes.
+        e.reader.card = None;
+        e.reader.state = ReaderState::Empty;
+    }
+    emit(st, Some(reader.to_string()), EventKind::CardRemoved(Empty {}));
+}
+
+fn emit(st: &mut State, reader: Option<String>, kind: EventKind) {
+    st.seq += 1;
+    let event = Event {
+        seq: st.seq,
+        time: now_rfc3339(),
+        kind,
+        reader,
+    };
+    tracing::debug!(seq = event.seq, kind = event.kind.type_name(), reader = ?event.reader, "event");
+    let full = match serde_json::to_string(&NotificationBody {
+        jsonrpc: "2.0",
+        method: "event",
+        params: &event,
+    }) {
+        Ok(s) => Arc::<str>::from(s),
+        Err(e) => {
+            tracing::error!(error = %e, "event serialization failed");
+            return;
+        }
+    };
+    let redacted = if event.kind.is_sensitive() {
+        let body = RedactedEvent {
+            seq: event.seq,
+            time: &event.time,
+            kind: event.kind.type_name(),
+            data: Redacted { redacted: true },
+            reader: &event.reader,
+        };
+        match serde_json::to_string(&serde_json::json!({
+            "jsonrpc": "2.0", "method": "event", "params": body
+        })) {
+            Ok(s) => Arc::<str>::from(s),
+            Err(_) => return,
+        }
+    } else {
+        full.clone()
+    };
+    let seq = event.seq;
+    st.subscribers.retain(|s| {
+        let json = if s.redacted { &redacted } else { &full };
+        match s.tx.try_send(Notification {
+            seq,
+            json: json.clone(),
+        }) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                s.lagged.store(true, Ordering::Release);
+                tracing::warn!(subscriber = s.id, "subscriber queue full; dropping it");
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn add(hub: &Hub, id: &str) {
+        hub.publish(Update::ReaderAdded {
+            id: id.into(),
+            name: id.into(),
+            kind: ReaderKind::Simulated,
+            contactless: false,
+            handle: None,
+        });
+    }
+
+    fn seqs(rx: &mut mpsc::Receiver<Notification>) -> Vec<u64> {
+        let mut out = Vec::new();
+        while let Ok(n) = rx.try_recv() {
+            out.push(n.seq);
+        }
+        out
+    }
+
+    #[test]
+    fn snapshot_then_gapless_sequence() {
+        let hub = Hub::new(PcscStatus::Disabled);
+        add(&hub, "sim:0");
+        let mut sub = hub.subscribe(16, false);
+        assert_eq!(sub.seq, 1);
+        assert_eq!(sub.snapshot.len(), 1);
+        hub.publish(Update::CardInserted {
+            reader: "sim:0".into(),
+            atr: vec![0x3B],
+            card_type: CardType::Vitale2,
+        });
+        hub.publish(Update::CardRemoved {
+            reader: "sim:0".into(),
+        });
+        assert_eq!(seqs(&mut sub.rx), vec![2, 3]);
+    }
+
+    #[test]
+    fn stale_identity_after_removal_is_dropped() {
+        let hub = Hub::new(PcscStatus::Disabled);
+        add(&hub, "sim:0");
+        let mut sub = hub.subscribe(16, false);
+        hub.publish(Update::IdentityError {
+            reader: "sim:0".into(),
+            error: ProtocolError::new(crate::error::Reason::CardMute, "x"),
+        });
+        hub.publish(Update::CardRemoved {
+            reader: "sim:0".into(),
+        });
+        assert!(seqs(&mut sub.rx).is_empty());
+    }
+
+    #[test]
+    fn full_queue_drops_only_that_subscriber() {
+        let hub = Hub::new(PcscStatus::Disabled);
+        let slow = hub.subscribe(2, false);
+        let mut fast = hub.subscribe(64, false);
+        for i in 0..5 {
+            add(&hub, &format!("sim:{i}"));
+        }
+        assert!(slow.lagged.load(Ordering::Acquire));
+        assert_eq!(seqs(&mut fast.rx), vec![1, 2, 3, 4, 5]);
+        assert_eq!(hub.subscriber_count(), 1);
+    }
+
+    #[test]
+    fn reader_removal_removes_card_first() {
+        let hub = Hub::new(PcscStatus::Disabled);
+        add(&hub, "sim:0");
+        hub.publish(Update::CardInserted {
+            reader: "sim:0".into(),
+            atr: vec![0x3B],
+            card_type: CardType::Unknown,
+        });
+        let mut sub = hub.subscribe(16, false);
+        hub.publish(Update::ReaderRemoved {
+            reader: "sim:0".into(),
+        });
+        let got: Vec<String> = std::iter::from_fn(|| sub.rx.try_recv().ok())
+            .map(|n| n.json.to_string())
+            .collect();
+        assert_eq!(got.len(), 2);
+        assert!(got[0].contains("card.removed"));
+        assert!(got[1].contains("reader.removed"));
+        assert!(hub.readers(false).is_empty());
+    }
+
+    #[test]
+    fn service_changes_are_deduplicated() {
+        let hub = Hub::new(PcscStatus::Up);
+        let mut sub = hub.subscribe(16, false);
+        for state in [ServiceState::Up, ServiceState::Down, ServiceState::Down] {
+            hub.publish(Update::ServiceChanged {
+                service: Service::Pcsc,
+                state,
+                detail: String::new(),
+            });
+        }
+        assert_eq!(seqs(&mut sub.rx), vec![1]);
+        assert_eq!(hub.status().pcsc, PcscStatus::Down);
+    }
+}

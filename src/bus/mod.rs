@@ -1,0 +1,14 @@
+//! The event bus and reader registry: one ordered event sequence (`seq`), bounded
+//! fan-out to any number of subscribers, the reader/card/identity state behind
+//! `subscribe` snapshots, and the card operations clients ask for.
+
+pub mod event;
+pub mod handle;
+pub mod hub;
+pub mod ops;
+
+pub use event::{
+    Card, Event, EventKind, Reader, ReaderKind, ReaderState, Service, ServiceState, Signature,
+};
+pub use handle::{ReaderHandle, ReaderRequest};
+pub use hub::{Hub, Notification, PcscStatus, StatusSnapshot, Subscription, Update};

@@ -1,0 +1,3 @@
+//! The virtual phone implementing phone profile reference-v1.
+//!
+//! OWNER: NFC helper. Skeleton only.

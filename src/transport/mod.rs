@@ -1,0 +1,8 @@
+//! Hardware backends and simulated readers. Each backend runs its blocking work on its
+//! own threads, talks to cards through a [`crate::card::CardChannel`], and reports to
+//! the [`crate::bus::Hub`]; [`worker`] holds the card handling they all share.
+
+pub mod nfc;
+pub mod pcsc;
+pub mod sim;
+pub mod worker;
