@@ -269,7 +269,10 @@ mod tests {
             reader: None,
         };
         let v = serde_json::to_value(&ev).expect("serializes");
-        assert_eq!(v["data"], serde_json::json!({"atr":"3B","cardType":"vitale2"}));
+        assert_eq!(
+            v["data"],
+            serde_json::json!({"atr":"3B","cardType":"vitale2"})
+        );
         assert_eq!(v["reader"], serde_json::Value::Null);
     }
 

@@ -513,7 +513,11 @@ fn remove_card(st: &mut State, reader: &str) {
         e.reader.card = None;
         e.reader.state = ReaderState::Empty;
     }
-    emit(st, Some(reader.to_string()), EventKind::CardRemoved(Empty {}));
+    emit(
+        st,
+        Some(reader.to_string()),
+        EventKind::CardRemoved(Empty {}),
+    );
 }
 
 fn emit(st: &mut State, reader: Option<String>, kind: EventKind) {

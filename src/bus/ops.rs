@@ -116,7 +116,10 @@ impl Hub {
         accept: impl FnOnce(CardType) -> Result<(), ProtocolError>,
     ) -> Result<super::ReaderHandle, ProtocolError> {
         let (r, handle) = self.reader(reader).ok_or_else(|| {
-            ProtocolError::new(Reason::ReaderNotFound, format!("no reader with id {reader:?}"))
+            ProtocolError::new(
+                Reason::ReaderNotFound,
+                format!("no reader with id {reader:?}"),
+            )
         })?;
         let card = r.card.ok_or_else(|| {
             ProtocolError::new(Reason::NoCard, format!("no card or phone in {reader}"))

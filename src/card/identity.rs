@@ -183,10 +183,22 @@ mod tests {
 
     #[test]
     fn environment_from_oid() {
-        assert_eq!(Environment::from_ins_oid("1.2.250.1.213.1.4.8"), Environment::Production);
-        assert_eq!(Environment::from_ins_oid("1.2.250.1.213.1.4.9"), Environment::Production);
-        assert_eq!(Environment::from_ins_oid("1.2.250.1.213.1.4.10"), Environment::Test);
-        assert_eq!(Environment::from_ins_oid("1.2.250.1.213.1.4.11"), Environment::Demo);
+        assert_eq!(
+            Environment::from_ins_oid("1.2.250.1.213.1.4.8"),
+            Environment::Production
+        );
+        assert_eq!(
+            Environment::from_ins_oid("1.2.250.1.213.1.4.9"),
+            Environment::Production
+        );
+        assert_eq!(
+            Environment::from_ins_oid("1.2.250.1.213.1.4.10"),
+            Environment::Test
+        );
+        assert_eq!(
+            Environment::from_ins_oid("1.2.250.1.213.1.4.11"),
+            Environment::Demo
+        );
         assert_eq!(Environment::from_ins_oid("1.2.3"), Environment::Unknown);
     }
 }

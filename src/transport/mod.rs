@@ -14,3 +14,36 @@ pub trait Backend: Send {
     /// Cancels every blocking call, stops and joins the backend's threads.
     fn shutdown(self: Box<Self>);
 }
+
+/// One line of `vitale-bridge doctor`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// OK, WARN or FAIL.
+    pub status: CheckStatus,
+    /// What was checked and what was found.
+    pub what: String,
+    /// How to fix it, when not OK.
+    pub fix: Option<String>,
+}
+
+/// Outcome of a doctor check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckStatus {
+    /// Fine.
+    Ok,
+    /// Works, but something is off.
+    Warn,
+    /// Broken.
+    Fail,
+}
+
+/// A backend that does nothing (a transport turned off, or not built yet).
+#[derive(Debug)]
+pub struct Idle(pub &'static str);
+
+impl Backend for Idle {
+    fn name(&self) -> &'static str {
+        self.0
+    }
+    fn shutdown(self: Box<Self>) {}
+}

@@ -114,11 +114,12 @@ pub fn serve(
         }
         ReaderRequest::Sign { digest, reply } => {
             let result = match card {
-                Some((channel, card_type)) => card::sign(channel, card_type, ctx, &digest)
-                    .map_err(|e: CardError| {
+                Some((channel, card_type)) => {
+                    card::sign(channel, card_type, ctx, &digest).map_err(|e: CardError| {
                         tracing::info!(reader = %ctx.reader, error = %e, "signature failed");
                         ProtocolError::from(e)
-                    }),
+                    })
+                }
                 None => Err(no_card(ctx)),
             };
             let _ = reply.send(result);

@@ -133,7 +133,9 @@ pub struct Client {
 impl Client {
     /// Connects as a native client (no Origin header).
     pub async fn connect(url: &str) -> Client {
-        Self::connect_with(url, &[]).await.expect("websocket connect")
+        Self::connect_with(url, &[])
+            .await
+            .expect("websocket connect")
     }
 
     /// Connects with extra handshake headers, e.g. `[("Origin", "https://a.example")]`.
@@ -143,10 +145,8 @@ impl Client {
     ) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
         let mut req = url.into_client_request()?;
         for (k, v) in headers {
-            req.headers_mut().insert(
-                http_name(k),
-                v.parse().expect("header value"),
-            );
+            req.headers_mut()
+                .insert(http_name(k), v.parse().expect("header value"));
         }
         let (ws, _) = tokio_tungstenite::connect_async(req).await?;
         Ok(Client {
@@ -231,5 +231,7 @@ pub fn require_tool(tool: &str, package: &str) -> PathBuf {
             return p;
         }
     }
-    panic!("`{tool}` is required for this test: apt-get install -y {package} (or run scripts/test, which installs it)");
+    panic!(
+        "`{tool}` is required for this test: apt-get install -y {package} (or run scripts/test, which installs it)"
+    );
 }

@@ -18,7 +18,9 @@ pub fn read(
     progress: &mut dyn FnMut(u32, u32),
 ) -> Result<Identity, CardError> {
     let _ = (channel, ctx, progress);
-    Err(CardError::Unsupported("phone profile not implemented yet".into()))
+    Err(CardError::Unsupported(
+        "phone profile not implemented yet".into(),
+    ))
 }
 
 /// Asks the phone to sign a digest.
