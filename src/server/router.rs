@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio_tungstenite::WebSocketStream;
@@ -85,11 +85,11 @@ pub async fn handle(
             }
         },
     };
-    drop(handshake_permit);
     let Some(((peer, slot), rest)) = upgraded else {
-        let _ = stream.shutdown().await;
+        linger(&mut stream).await;
         return;
     };
+    drop(handshake_permit);
     let limit = ctx.cfg.max_message_bytes;
     let config = WebSocketConfig::default()
         .read_buffer_size(4096)
@@ -107,6 +107,26 @@ pub async fn handle(
         },
         stop,
     )
+    .await;
+}
+
+/// Half-closes after a plain response and discards what the client still sends for
+/// a moment, so closing with unread input does not reset the connection before the
+/// client has read the response.
+async fn linger(stream: &mut TcpStream) {
+    const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+    const MAX_DISCARD: usize = 256 * 1024;
+    let _ = stream.shutdown().await;
+    let mut buf = [0u8; 4096];
+    let mut discarded = 0;
+    let _ = tokio::time::timeout(LINGER, async {
+        while discarded < MAX_DISCARD {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => discarded += n,
+            }
+        }
+    })
     .await;
 }
 
