@@ -71,9 +71,16 @@
     while (body.children.length > MAX_EVENTS) body.removeChild(body.lastChild);
   }
 
+  // Bursts of events (card.reading progress) cause one refresh, well under the
+  // per-connection request rate.
+  var refreshTimer = null;
   function refresh() {
-    call("readers.list").then(function (r) { renderReaders(r.readers); });
-    call("status").then(renderStatus);
+    if (refreshTimer) return;
+    refreshTimer = setTimeout(function () {
+      refreshTimer = null;
+      call("readers.list").then(function (r) { renderReaders(r.readers); });
+      call("status").then(renderStatus);
+    }, 300);
   }
 
   function connect() {
