@@ -3,6 +3,8 @@
 //! matching message), never on fixed sleeps.
 #![allow(dead_code)]
 
+pub mod schema;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -1,0 +1,211 @@
+// Type declarations for vitale-bridge.js (protocol v1, see docs/protocol.md and
+// schema/protocol.schema.json in the vitale-bridge repository).
+
+export declare const VERSION: string;
+export declare const DEFAULT_URL: string;
+export declare const EVENT_TYPES: readonly EventType[];
+
+export type CardType = "vitale2" | "vitale1" | "cps" | "apcv" | "unknown";
+export type ReaderState = "empty" | "present" | "reading" | "ready" | "error";
+export type Reason =
+  | "READER_NOT_FOUND"
+  | "NO_CARD"
+  | "CARD_REMOVED"
+  | "CARD_UNSUPPORTED"
+  | "CARD_MUTE"
+  | "READER_BUSY"
+  | "SERVICE_UNAVAILABLE"
+  | "TIMEOUT"
+  | "USER_REFUSED"
+  | "NOT_PERMITTED"
+  | "RATE_LIMITED"
+  | "SIGN_UNSUPPORTED"
+  | "CARD_LOCKED"
+  | "VERIFICATION_FAILED"
+  | "INTERNAL";
+
+export interface Ins {
+  matricule: string;
+  /** 1.2.250.1.213.1.4.8 NIR, .9 NIA, .10 test, .11 demo. */
+  oid: string;
+}
+
+export interface Beneficiary {
+  index: number;
+  surname: string;
+  givenName: string;
+  /** YYYY-MM-DD, or null for a lunar (partially unknown) date. */
+  birthDate: string | null;
+  /** As stored on the card (AAAAMMJJ). */
+  birthDateRaw: string;
+  birthDateLunar: boolean;
+  /** 15 characters (13 + key), or null. */
+  nir: string | null;
+  nirKeyValid: boolean | null;
+  /** Only when the source itself carries an INS (phones); never derived from a card NIR. */
+  ins: Ins | null;
+}
+
+export interface Identity {
+  source: "vitale-card" | "apcv";
+  profile: string;
+  reader: string;
+  cardType: CardType;
+  environment: "production" | "test" | "demo" | "unknown";
+  beneficiaries: Beneficiary[];
+  apcv?: { context: string; expires: string };
+}
+
+export interface Card {
+  /** Uppercase hex. */
+  atr: string;
+  cardType: CardType;
+  identity?: Identity;
+}
+
+export interface Reader {
+  id: string;
+  name: string;
+  kind: "pcsc" | "nfc" | "simulated";
+  contactless: boolean;
+  state: ReaderState;
+  card: Card | null;
+}
+
+export interface Signature {
+  reader: string;
+  alg: "ES256";
+  /** The origin the signature is bound to (`native:` for native clients). */
+  origin: string;
+  challenge: string;
+  /** SEC1 uncompressed P-256 key, base64url. */
+  publicKey: string;
+  /** r‖s, base64url. */
+  signature: string;
+  verified: true;
+}
+
+export interface Redacted {
+  redacted: true;
+}
+
+export interface EventDataMap {
+  "reader.added": Reader;
+  "reader.removed": Reader;
+  "card.inserted": { atr: string; cardType: CardType };
+  "card.reading": { step: number; total: number };
+  "identity.read": Identity | Redacted;
+  "identity.error": { reason: Reason; message: string };
+  "card.removed": Record<string, never>;
+  "signature.completed": Signature | Redacted;
+  "service.changed": { service: "pcsc" | "nfc"; state: "up" | "down"; detail: string };
+}
+
+export type EventType = keyof EventDataMap;
+
+export interface ProtocolEvent<T extends EventType = EventType> {
+  seq: number;
+  /** RFC 3339 UTC with milliseconds. */
+  time: string;
+  type: T;
+  reader: string | null;
+  data: EventDataMap[T];
+}
+
+export interface HelloResult {
+  server: "vitale-bridge";
+  version: string;
+  protocol: 1;
+  capabilities: string[];
+}
+
+export interface StatusResult {
+  pcsc: "up" | "down" | "disabled";
+  nfc: { connstring: string; state: "up" | "down" }[];
+  clients: number;
+  uptimeMs: number;
+}
+
+export interface DisconnectedDetail {
+  code: number;
+  reason: string;
+  willReconnect: boolean;
+  delayMs: number | null;
+}
+
+/** Detail of each event this client dispatches. */
+export type ClientEventMap = { [K in EventType]: ProtocolEvent<K> } & {
+  event: ProtocolEvent;
+  readers: Map<string, Reader>;
+  connected: HelloResult;
+  disconnected: DisconnectedDetail;
+  resync: { expected: number; got: number };
+};
+
+export interface BackoffOptions {
+  /** First delay (default 250 ms). */
+  initialMs?: number;
+  /** Largest delay (default 10000 ms). */
+  maxMs?: number;
+  /** Growth per attempt (default 2). */
+  factor?: number;
+  /** ± fraction of randomness (default 0.2). */
+  jitter?: number;
+}
+
+export interface VitaleBridgeOptions {
+  /** Default ws://127.0.0.1:24880/v1. */
+  url?: string;
+  /** WebSocket constructor; defaults to globalThis.WebSocket. */
+  WebSocket?: new (url: string) => WebSocket;
+  /** Name sent in `hello`. */
+  client?: string;
+  /** Subscribe to events (default true). */
+  subscribe?: boolean;
+  /** Reconnect with backoff after a lost connection (default true). */
+  reconnect?: boolean;
+  backoff?: BackoffOptions;
+  /** Per-request limit (default 75000 ms). */
+  requestTimeoutMs?: number;
+}
+
+export declare class VitaleBridgeError extends Error {
+  /** JSON-RPC code (-32000 application, -326xx protocol) or a client-side code. */
+  readonly code: number | "NOT_CONNECTED" | "DISCONNECTED" | "TIMEOUT" | "CLOSED";
+  /** Stable reason (application errors and connection errors), else null. */
+  readonly reason: Reason | null;
+  /** Whether the same request may succeed later. */
+  readonly retriable: boolean;
+  readonly data: unknown;
+  constructor(message: string, info: { code: number | string; reason?: Reason | null; retriable?: boolean; data?: unknown });
+  static fromRpc(error: { code: number; message: string; data?: unknown }): VitaleBridgeError;
+}
+
+export declare class BridgeEvent<D = unknown> extends Event {
+  readonly detail: D;
+  constructor(type: string, detail: D);
+}
+
+export declare class VitaleBridge extends EventTarget {
+  constructor(options?: VitaleBridgeOptions);
+  /** Reader map kept from the subscribe snapshot and later events (a copy). */
+  readonly readers: Map<string, Reader>;
+  readonly server: HelloResult | null;
+  readonly connected: boolean;
+  readonly seq: number | null;
+  connect(): Promise<HelloResult>;
+  close(): void;
+  on<K extends keyof ClientEventMap>(type: K, fn: (detail: ClientEventMap[K]) => void): () => void;
+  call<T = unknown>(method: string, params?: unknown): Promise<T>;
+  hello(): Promise<HelloResult>;
+  status(): Promise<StatusResult>;
+  listReaders(): Promise<Reader[]>;
+  read(reader: string, options?: { fresh?: boolean }): Promise<Identity>;
+  sign(reader: string, challenge: string | Uint8Array | ArrayBuffer): Promise<Signature>;
+}
+
+export declare function backoffDelay(attempt: number, options?: BackoffOptions, random?: () => number): number;
+export declare function applyEvent(readers: Map<string, Reader>, event: ProtocolEvent): boolean;
+export declare function randomChallenge(length?: number): string;
+
+export default VitaleBridge;
