@@ -2,6 +2,9 @@
 //!
 //! OWNER: NFC helper. Skeleton only: `Pn532Args` is embedded in the CLI's `sim pn532`.
 
+pub mod chip;
+pub mod frame;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
