@@ -167,9 +167,14 @@ async fn card_sign_binds_the_connection_origin() {
             origin_binding("native:", &challenge).1
         ]
     );
-    // The verified result itself is asserted in
-    // `card_sign_returns_the_verified_signature` once phone verification is in.
-    let _ = (r, n);
+    for (resp, origin) in [(r, "https://app.example"), (n, "native:")] {
+        let sig = &resp["result"];
+        assert_eq!(sig["origin"], origin, "{resp}");
+        assert_eq!(sig["alg"], "ES256");
+        assert_eq!(sig["verified"], true);
+        assert_eq!(sig["challenge"], b64);
+        assert_eq!(sig["reader"], "nfc:phone");
+    }
 
     // A Carte Vitale cannot sign.
     let _vitale = TestBackend::spawn(&server.hub, "sim:0", CardType::Vitale2);
