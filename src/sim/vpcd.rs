@@ -114,12 +114,16 @@ fn serve(args: &VpcdArgs, mut card: VirtualVitale, stop: &Stop) -> io::Result<()
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        println!(
+        // Nobody reading stdout is not a reason to stop being a card.
+        let mut out = io::stdout().lock();
+        let _ = writeln!(
+            out,
             "card connected to {addr} at {}.{:06}",
             now.as_secs(),
             now.subsec_micros()
         );
-        let _ = io::stdout().flush();
+        let _ = out.flush();
+        drop(out);
         let end = stop.guard(&stream, || session(&stream, &mut card, args.pull_after));
         let _ = stream.shutdown(Shutdown::Both);
         match end {
