@@ -354,3 +354,75 @@ async fn two_slots_vitale_and_vicc_foreign_card() {
     ev.until("card.removed", Some(SLOT0)).await;
     backend.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_held_exclusively_gives_reader_busy_then_reads_once_free() {
+    let _rig = PcscRig::start();
+    let file = card("family");
+    let _sim = Sim::insert(&file, 0, &[]);
+    // Another application takes the reader exclusively before the daemon starts.
+    let other = ::pcsc::Context::establish(::pcsc::Scope::User).expect("context");
+    let name = std::ffi::CString::new(SLOT0).expect("name");
+    let deadline = std::time::Instant::now() + WAIT;
+    let held = loop {
+        match other.connect(&name, ::pcsc::ShareMode::Exclusive, ::pcsc::Protocols::ANY) {
+            Ok(c) => break c,
+            Err(::pcsc::Error::NoSmartcard) if std::time::Instant::now() < deadline => {
+                // pcscd has not noticed the card yet: wait for its state change.
+                let mut rs = [::pcsc::ReaderState::new(
+                    name.clone(),
+                    ::pcsc::State::UNAWARE,
+                )];
+                let _ = other.get_status_change(WAIT, &mut rs);
+                if !rs[0].event_state().contains(::pcsc::State::PRESENT) {
+                    rs[0].sync_current_state();
+                    let _ = other.get_status_change(WAIT, &mut rs);
+                }
+            }
+            Err(e) => panic!("exclusive connect: {e}"),
+        }
+    };
+    let hub = Hub::new(PcscStatus::Down);
+    let (mut ev, backend) = started(&hub).await;
+    let ins = ev.until("card.inserted", Some(SLOT0)).await;
+    assert_eq!(ins["data"]["cardType"], "vitale2", "ATR hint while busy");
+    let err = ev.until("identity.error", Some(SLOT0)).await;
+    assert_eq!(err["data"]["reason"], "READER_BUSY", "{err}");
+    let id = format!("pcsc:{SLOT0}");
+    let r = hub.read_card(&id, true).await;
+    assert_eq!(r.expect_err("still held").reason.as_str(), "READER_BUSY");
+    drop(held);
+    let identity = hub.read_card(&id, true).await.expect("read once free");
+    assert_identity_matches(&serde_json::to_value(&*identity).expect("json"), &file);
+    backend.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_reset_by_another_application_is_reconnected_and_read_afresh() {
+    let _rig = PcscRig::start();
+    let hub = Hub::new(PcscStatus::Down);
+    let (mut ev, backend) = started(&hub).await;
+    let file = card("family");
+    let _sim = Sim::insert(&file, 0, &[]);
+    let mut seen = Vec::new();
+    assert_eq!(
+        outcome(&mut ev, SLOT0, &mut seen).await["type"],
+        "identity.read"
+    );
+    // Another application resets the card under us.
+    let other = ::pcsc::Context::establish(::pcsc::Scope::User).expect("context");
+    let name = std::ffi::CString::new(SLOT0).expect("name");
+    let mut card = other
+        .connect(&name, ::pcsc::ShareMode::Shared, ::pcsc::Protocols::ANY)
+        .expect("shared connect alongside the daemon");
+    card.reconnect(
+        ::pcsc::ShareMode::Shared,
+        ::pcsc::Protocols::ANY,
+        ::pcsc::Disposition::ResetCard,
+    )
+    .expect("reset");
+    let id = format!("pcsc:{SLOT0}");
+    let identity = hub.read_card(&id, true).await.expect("read after reset");
+    assert_identity_matches(&serde_json::to_value(&*identity).expect("json"), &file);
+    backend.shutdown();
+}
