@@ -1,3 +1,199 @@
 //! Wires backends, the hub and the server together under one shutdown tree.
 //!
-//! OWNER: CLI/daemon helper. Skeleton only.
+//! Order matters: bind the loopback listeners first (a port clash is reported before
+//! any hardware is touched), print the ready line, start the backends, serve until
+//! the shutdown future resolves, then stop the server (clients get 1001) and join
+//! every backend thread.
+
+use std::future::Future;
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::bus::{Hub, PcscStatus};
+use crate::config::Config;
+use crate::transport::{self, Backend};
+
+/// Which readers the daemon serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Hardware: PC/SC and NFC as configured.
+    Run,
+    /// Simulated readers only, no hardware and no pcscd.
+    Demo,
+}
+
+/// A fatal daemon error (exit code 1).
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The port could not be bound.
+    #[error(
+        "cannot listen on {addr}: {source} (is another vitale-bridge running? choose another port with --listen 127.0.0.1:PORT)"
+    )]
+    Bind {
+        /// The address tried.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server stopped with an I/O error.
+    #[error("server failed: {0}")]
+    Server(#[source] std::io::Error),
+    /// Writing the ready line failed (stdout closed).
+    #[error("cannot write the ready line: {0}")]
+    Ready(#[source] std::io::Error),
+}
+
+/// Binds `127.0.0.1:PORT` and, when IPv6 loopback works, `[::1]` on the same port.
+/// Port 0 picks a free port for IPv4 and reuses it for IPv6. Only loopback addresses
+/// are ever bound, whatever `listen` holds (the config refuses others anyway).
+pub async fn bind(listen: SocketAddr) -> Result<Vec<TcpListener>, DaemonError> {
+    let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), listen.port());
+    let first = TcpListener::bind(v4)
+        .await
+        .map_err(|source| DaemonError::Bind { addr: v4, source })?;
+    let port = first
+        .local_addr()
+        .map_err(|source| DaemonError::Bind { addr: v4, source })?
+        .port();
+    let mut listeners = vec![first];
+    let v6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port);
+    match TcpListener::bind(v6).await {
+        Ok(l) => listeners.push(l),
+        // IPv6 disabled or the port taken on ::1: IPv4 loopback alone is enough.
+        Err(e) => tracing::debug!(addr = %v6, error = %e, "IPv6 loopback not served"),
+    }
+    Ok(listeners)
+}
+
+/// The port the first listener is bound to.
+pub fn port(listeners: &[TcpListener]) -> u16 {
+    listeners
+        .first()
+        .and_then(|l| l.local_addr().ok())
+        .map_or(0, |a| a.port())
+}
+
+/// Makes the process non-dumpable: no core files and no ptrace by other users'
+/// processes, because its memory holds health data (product.md §5).
+pub fn harden_process() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        tracing::warn!(error = %e, "cannot make the process non-dumpable");
+    }
+}
+
+/// Starts the backends `mode` and `cfg` ask for. Blocking: call from a blocking
+/// context.
+pub fn start_backends(hub: &Arc<Hub>, cfg: &Config, mode: Mode) -> Vec<Box<dyn Backend>> {
+    let mut backends = Vec::new();
+    match mode {
+        Mode::Demo => {
+            backends.push(transport::sim::spawn_demo(
+                hub.clone(),
+                transport::sim::DemoOptions {
+                    interval: Duration::from_millis(cfg.demo.interval_ms),
+                    apcv_aid: cfg.apcv_aid(),
+                },
+            ));
+        }
+        Mode::Run => {
+            if cfg.pcsc.enabled {
+                backends.push(transport::pcsc::spawn(hub.clone(), cfg.pcsc_options()));
+            }
+            if cfg.nfc.enabled {
+                backends.push(transport::nfc::spawn(hub.clone(), cfg.nfc_options()));
+            }
+        }
+    }
+    for b in &backends {
+        tracing::info!(backend = b.name(), "backend started");
+    }
+    backends
+}
+
+/// Stops every backend (cancels blocking calls, joins threads).
+pub fn stop_backends(backends: Vec<Box<dyn Backend>>) {
+    for b in backends {
+        let name = b.name();
+        b.shutdown();
+        tracing::info!(backend = name, "backend stopped");
+    }
+}
+
+/// The hub's initial PC/SC status for `mode`.
+pub fn initial_pcsc_status(cfg: &Config, mode: Mode) -> PcscStatus {
+    match mode {
+        Mode::Run if cfg.pcsc.enabled => PcscStatus::Down,
+        _ => PcscStatus::Disabled,
+    }
+}
+
+/// Runs the daemon until `shutdown` resolves. Prints the ready line on stdout once
+/// listening.
+pub async fn run(
+    cfg: Config,
+    mode: Mode,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), DaemonError> {
+    harden_process();
+    let listeners = bind(cfg.listen).await?;
+    let port = port(&listeners);
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on ws://127.0.0.1:{port}/v1").map_err(DaemonError::Ready)?;
+        out.flush().map_err(DaemonError::Ready)?;
+    }
+    tracing::info!(
+        port,
+        ipv6 = listeners.len() > 1,
+        ?mode,
+        origins = cfg.allowed_origins.len(),
+        "listening"
+    );
+
+    let hub = Hub::new(initial_pcsc_status(&cfg, mode));
+    let backends = {
+        let hub = hub.clone();
+        let cfg = cfg.clone();
+        tokio::task::spawn_blocking(move || start_backends(&hub, &cfg, mode))
+            .await
+            .unwrap_or_default()
+    };
+
+    let served = crate::server::serve(listeners, hub, cfg.server(), shutdown).await;
+    tracing::info!("server stopped; stopping backends");
+    // Joining backend threads blocks; keep it off the async workers.
+    let _ = tokio::task::spawn_blocking(move || stop_backends(backends)).await;
+    served.map_err(DaemonError::Server)
+}
+
+/// Resolves on the first SIGINT or SIGTERM. The handlers are installed when this is
+/// called, not when the future is first polled, so a signal that arrives right after
+/// the ready line is not lost.
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+            tracing::info!(signal = name, "shutting down");
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down");
+        })
+    }
+}

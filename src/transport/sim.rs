@@ -1,13 +1,24 @@
 //! In-process simulated readers for demo mode: virtual cards and phones that run the
 //! real card logic through the same channel and worker as hardware.
 //!
-//! OWNER: CLI/daemon helper. Skeleton only.
+//! Two readers: `sim:0` (contact, "Simulated reader"), where the virtual family Carte
+//! Vitale is inserted and removed, and `sim:1` (contactless, "Simulated NFC pad"),
+//! where a virtual phone is tapped and taken away. Each reader is a thread that
+//! serves `card.read`/`card.sign` requests and runs its demo timer; both wait on
+//! one `select!`, so a stop request or a client request is handled at once and an
+//! idle reader wakes only when its next demo step is due.
 
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::{Backend, Idle};
-use crate::bus::Hub;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::{Backend, worker};
+use crate::bus::{Hub, ReaderHandle, ReaderKind, ReaderRequest, Update};
+use crate::card::{CardChannel, CardType, ReadContext};
+use crate::sim::{SimChannel, VirtualCard};
 
 /// Demo timing and profile.
 #[derive(Debug, Clone)]
@@ -20,6 +31,246 @@ pub struct DemoOptions {
 
 /// Starts the simulated readers.
 pub fn spawn_demo(hub: Arc<Hub>, opts: DemoOptions) -> Box<dyn Backend> {
-    let _ = (hub, opts);
-    Box::new(Idle("sim"))
+    let (stop, stopped) = watch::channel(false);
+    let i = opts.interval;
+    // The card is in sim:0 from 1·i to 3·i, the phone on sim:1 from 3·i to 5·i;
+    // then both repeat every 4·i, so the demo alternates card and phone.
+    let readers = [
+        SimReader {
+            id: "sim:0",
+            name: "Simulated reader",
+            contactless: false,
+            first: i,
+            present: 2 * i,
+            absent: 2 * i,
+            make: demo_card,
+        },
+        SimReader {
+            id: "sim:1",
+            name: "Simulated NFC pad",
+            contactless: true,
+            first: 3 * i,
+            present: 2 * i,
+            absent: 2 * i,
+            make: demo_phone,
+        },
+    ];
+    let mut threads = Vec::new();
+    for reader in readers {
+        let hub = hub.clone();
+        let stopped = stopped.clone();
+        let aid = opts.apcv_aid.clone();
+        let id = reader.id;
+        let name = format!("vb-{}", id.replace(':', ""));
+        match std::thread::Builder::new()
+            .name(name)
+            .spawn(move || reader.run(hub, aid, stopped))
+        {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                tracing::error!(reader = id, error = %e, "cannot start simulated reader")
+            }
+        }
+    }
+    Box::new(Demo { stop, threads })
+}
+
+/// The running demo backend.
+struct Demo {
+    stop: watch::Sender<bool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Backend for Demo {
+    fn name(&self) -> &'static str {
+        "sim"
+    }
+
+    fn shutdown(self: Box<Self>) {
+        let _ = self.stop.send(true);
+        for t in self.threads {
+            if t.join().is_err() {
+                tracing::error!("a simulated reader thread panicked");
+            }
+        }
+    }
+}
+
+/// Any virtual card behind one type, so both readers share the loop.
+struct AnyCard(Box<dyn VirtualCard>);
+
+impl VirtualCard for AnyCard {
+    fn atr(&self) -> Vec<u8> {
+        self.0.atr()
+    }
+    fn process(&mut self, capdu: &[u8]) -> Vec<u8> {
+        self.0.process(capdu)
+    }
+    fn reset(&mut self) {
+        self.0.reset()
+    }
+}
+
+/// One simulated reader and its demo schedule.
+struct SimReader {
+    id: &'static str,
+    name: &'static str,
+    contactless: bool,
+    /// Delay before the first insertion.
+    first: Duration,
+    /// How long the card stays.
+    present: Duration,
+    /// How long the reader stays empty between cards.
+    absent: Duration,
+    make: fn() -> Box<dyn VirtualCard>,
+}
+
+impl SimReader {
+    /// The reader thread: its own single-threaded runtime so that waiting for a
+    /// request, the next demo step and the stop signal is one `select!`.
+    fn run(self, hub: Arc<Hub>, apcv_aid: Vec<u8>, stopped: watch::Receiver<bool>) {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!(reader = self.id, error = %e, "cannot start simulated reader");
+                return;
+            }
+        };
+        let (handle, rx) = ReaderHandle::channel();
+        hub.publish(Update::ReaderAdded {
+            id: self.id.into(),
+            name: self.name.into(),
+            kind: ReaderKind::Simulated,
+            contactless: self.contactless,
+            handle: Some(handle),
+        });
+        let ctx = ReadContext {
+            reader: self.id.into(),
+            apcv_aid,
+        };
+        rt.block_on(self.serve(&hub, &ctx, rx, stopped));
+    }
+
+    async fn serve(
+        &self,
+        hub: &Hub,
+        ctx: &ReadContext,
+        mut rx: mpsc::Receiver<ReaderRequest>,
+        mut stopped: watch::Receiver<bool>,
+    ) {
+        let mut card: Option<(SimChannel<AnyCard>, CardType)> = None;
+        let mut next = Instant::now() + self.first;
+        loop {
+            tokio::select! {
+                // A closed sender means the backend is gone: stop too.
+                _ = stopped.changed() => break,
+                req = rx.recv() => match req {
+                    Some(req) => {
+                        let present = card
+                            .as_mut()
+                            .map(|(ch, t)| (ch as &mut dyn CardChannel, *t));
+                        worker::serve(hub, ctx, present, req);
+                    }
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(next) => {
+                    if card.take().is_some() {
+                        tracing::debug!(reader = self.id, "demo: card removed");
+                        hub.publish(Update::CardRemoved { reader: self.id.into() });
+                        next = Instant::now() + self.absent;
+                    } else {
+                        tracing::debug!(reader = self.id, "demo: card inserted");
+                        let mut channel = SimChannel::new(AnyCard((self.make)()), self.contactless);
+                        let card_type = worker::on_inserted(hub, ctx, &mut channel);
+                        card = Some((channel, card_type));
+                        next = Instant::now() + self.present;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The virtual family Carte Vitale inserted in `sim:0`.
+fn demo_card() -> Box<dyn VirtualCard> {
+    Box::new(Placeholder {
+        atr: vec![0x3B, 0x65, 0x00, 0x00, 0x9C, 0x11, 0x01, 0x01, 0x03],
+    })
+}
+
+/// The virtual phone tapped on `sim:1`.
+fn demo_phone() -> Box<dyn VirtualCard> {
+    Box::new(Placeholder {
+        atr: vec![0x3B, 0x80, 0x80, 0x01, 0x01],
+    })
+}
+
+/// Stands in until the card and phone models land: answers "file not found".
+struct Placeholder {
+    atr: Vec<u8>,
+}
+
+impl VirtualCard for Placeholder {
+    fn atr(&self) -> Vec<u8> {
+        self.atr.clone()
+    }
+    fn process(&mut self, _capdu: &[u8]) -> Vec<u8> {
+        vec![0x6A, 0x82]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn demo_cycles_and_stops_promptly() {
+        let hub = Hub::new(crate::bus::PcscStatus::Disabled);
+        let mut sub = hub.subscribe(1024, false);
+        let demo = spawn_demo(
+            hub.clone(),
+            DemoOptions {
+                interval: Duration::from_millis(20),
+                apcv_aid: b"\xF0vbridge\x01".to_vec(),
+            },
+        );
+        let mut seen: Vec<String> = Vec::new();
+        let count = |seen: &[String], ty: &str| seen.iter().filter(|t| t.contains(ty)).count();
+        while count(&seen, "\"card.removed\"") < 2 || count(&seen, "\"card.inserted\"") < 3 {
+            let n = tokio::time::timeout(Duration::from_secs(20), sub.rx.recv())
+                .await
+                .unwrap_or_else(|_| panic!("demo stalled after {seen:?}"))
+                .expect("hub alive");
+            seen.push(n.json.to_string());
+        }
+        for id in ["sim:0", "sim:1"] {
+            assert!(
+                seen.iter()
+                    .any(|t| t.contains("\"reader.added\"") && t.contains(id)),
+                "{id} announced"
+            );
+        }
+        // Card and phone alternate: the phone's insertion comes between two cards.
+        let inserted: Vec<&str> = seen
+            .iter()
+            .filter(|t| t.contains("\"card.inserted\""))
+            .map(|t| {
+                if t.contains("\"sim:0\"") {
+                    "sim:0"
+                } else {
+                    "sim:1"
+                }
+            })
+            .collect();
+        assert_eq!(&inserted[..3], ["sim:0", "sim:1", "sim:0"]);
+        let started = std::time::Instant::now();
+        demo.shutdown();
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "shutdown is prompt"
+        );
+    }
 }
