@@ -226,10 +226,9 @@ impl Browser {
                     e["params"]["type"].as_str().unwrap_or("?"),
                     e["params"]["args"]
                 )),
-                Some("Runtime.exceptionThrown") => Some(format!(
-                    "exception: {}",
-                    e["params"]["exceptionDetails"]
-                )),
+                Some("Runtime.exceptionThrown") => {
+                    Some(format!("exception: {}", e["params"]["exceptionDetails"]))
+                }
                 _ => None,
             })
             .collect()
