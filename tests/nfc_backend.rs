@@ -143,6 +143,14 @@ async fn tap_read_sign_refuse_remove() {
         .expect_err("refused");
     assert_eq!(err.reason, Reason::UserRefused);
     emu.control("consent accept");
+    emu.control("lock on");
+    let err = rig
+        .hub
+        .sign(&rig.reader, origin, &challenge)
+        .await
+        .expect_err("locked");
+    assert_eq!(err.reason, Reason::CardLocked);
+    emu.control("lock off");
 
     // A fresh read goes through the phone again.
     let identity = rig
