@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use super::{Backend, worker};
 use crate::bus::{Hub, ReaderHandle, ReaderKind, ReaderRequest, Update};
 use crate::card::{CardChannel, CardType, ReadContext};
+use crate::sim::phone::{PhoneDescription, VirtualPhone};
 use crate::sim::{SimChannel, VirtualCard};
 
 /// Demo timing and profile.
@@ -122,7 +123,8 @@ struct SimReader {
     present: Duration,
     /// How long the reader stays empty between cards.
     absent: Duration,
-    make: fn() -> Box<dyn VirtualCard>,
+    /// Builds the card or phone for one insertion, given the phone profile AID.
+    make: fn(&[u8]) -> Box<dyn VirtualCard>,
 }
 
 impl SimReader {
@@ -183,7 +185,7 @@ impl SimReader {
                         next = Instant::now() + self.absent;
                     } else {
                         tracing::debug!(reader = self.id, "demo: card inserted");
-                        let mut channel = SimChannel::new(AnyCard((self.make)()), self.contactless);
+                        let mut channel = SimChannel::new(AnyCard((self.make)(&ctx.apcv_aid)), self.contactless);
                         let card_type = worker::on_inserted(hub, ctx, &mut channel);
                         card = Some((channel, card_type));
                         next = Instant::now() + self.present;
@@ -195,17 +197,23 @@ impl SimReader {
 }
 
 /// The virtual family Carte Vitale inserted in `sim:0`.
-fn demo_card() -> Box<dyn VirtualCard> {
+fn demo_card(_apcv_aid: &[u8]) -> Box<dyn VirtualCard> {
     Box::new(Placeholder {
         atr: vec![0x3B, 0x65, 0x00, 0x00, 0x9C, 0x11, 0x01, 0x01, 0x03],
     })
 }
 
-/// The virtual phone tapped on `sim:1`.
-fn demo_phone() -> Box<dyn VirtualCard> {
-    Box::new(Placeholder {
-        atr: vec![0x3B, 0x80, 0x80, 0x01, 0x01],
-    })
+/// The virtual phone tapped on `sim:1`, answering the configured phone AID.
+fn demo_phone(apcv_aid: &[u8]) -> Box<dyn VirtualCard> {
+    let mut desc = PhoneDescription::demo();
+    desc.aid = Some(hex::encode_upper(apcv_aid));
+    match VirtualPhone::new(&desc) {
+        Ok(phone) => Box::new(phone),
+        Err(e) => {
+            tracing::warn!(error = %e, "demo phone with the configured AID failed; using the default AID");
+            Box::new(VirtualPhone::demo())
+        }
+    }
 }
 
 /// Stands in until the card and phone models land: answers "file not found".
