@@ -1,0 +1,145 @@
+//! libnfc backend (crate `nfc1`): one blocking thread per NFC device.
+//!
+//! Each device (`nfc.devices` / `--nfc CONNSTRING`, or what libnfc's non-intrusive USB
+//! scan finds once at start) is a contactless reader `nfc:<connstring>`. Its thread
+//! polls for ISO 14443-4A targets in short bounded steps, hands a tapped phone to the
+//! card worker (detection probes the phone profile), checks presence, serves
+//! `card.read`/`card.sign` between steps, and reports the device's state as
+//! `service.changed` (nfc, up/down, detail = connstring), reopening with backoff.
+
+mod channel;
+mod device;
+pub mod doctor;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+pub use channel::{ATR, NfcChannel};
+pub use doctor::diagnose;
+
+use self::device::{DeviceTask, Msg};
+use super::Backend;
+use crate::bus::{Hub, ReaderHandle};
+use crate::card::ReadContext;
+
+/// What the NFC backend needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct NfcOptions {
+    /// libnfc connstrings (`pn532_uart:/dev/ttyUSB0`, …); empty = scan USB once at start.
+    pub devices: Vec<String>,
+    /// Poll interval.
+    pub poll_interval: Duration,
+    /// Phone profile AID.
+    pub apcv_aid: Vec<u8>,
+}
+
+/// How many devices a USB scan reports at most.
+const SCAN_MAX: usize = 16;
+
+/// Opens the devices, one thread each; phones are reported to `hub`.
+pub fn spawn(hub: Arc<Hub>, opts: NfcOptions) -> Box<dyn Backend> {
+    let devices = if opts.devices.is_empty() {
+        match list_devices() {
+            Ok(found) => {
+                tracing::info!(count = found.len(), "NFC USB scan");
+                found
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "NFC USB scan failed");
+                Vec::new()
+            }
+        }
+    } else {
+        opts.devices.clone()
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for connstring in devices {
+        match spawn_device(&hub, &opts, &connstring, stop.clone()) {
+            Ok(worker) => workers.push(worker),
+            Err(e) => {
+                tracing::error!(device = %connstring, error = %e, "cannot start NFC device thread")
+            }
+        }
+    }
+    Box::new(NfcBackend { stop, workers })
+}
+
+struct Worker {
+    tx: mpsc::Sender<Msg>,
+    thread: JoinHandle<()>,
+}
+
+fn spawn_device(
+    hub: &Arc<Hub>,
+    opts: &NfcOptions,
+    connstring: &str,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<Worker> {
+    let ctx = ReadContext {
+        reader: format!("nfc:{connstring}"),
+        apcv_aid: opts.apcv_aid.clone(),
+    };
+    let (tx, rx) = mpsc::channel();
+    let (handle, mut requests) = ReaderHandle::channel();
+    // Bridge the hub's async request queue to the device thread, which waits on a
+    // std channel with a timeout between polls. Ends when the hub drops the reader.
+    let bridge_tx = tx.clone();
+    std::thread::Builder::new()
+        .name(format!("nfc-req {connstring}"))
+        .spawn(move || {
+            while let Some(req) = requests.blocking_recv() {
+                if bridge_tx.send(Msg::Request(req)).is_err() {
+                    break;
+                }
+            }
+        })?;
+    device::add_reader(hub, &ctx, connstring, handle);
+    let task = DeviceTask {
+        hub: hub.clone(),
+        connstring: connstring.to_string(),
+        poll_interval: opts.poll_interval.max(Duration::from_millis(10)),
+        ctx,
+        rx,
+        stop,
+    };
+    let thread = std::thread::Builder::new()
+        .name(format!("nfc {connstring}"))
+        .spawn(move || task.run())?;
+    Ok(Worker { tx, thread })
+}
+
+struct NfcBackend {
+    stop: Arc<AtomicBool>,
+    workers: Vec<Worker>,
+}
+
+impl Backend for NfcBackend {
+    fn name(&self) -> &'static str {
+        "nfc"
+    }
+
+    fn shutdown(self: Box<Self>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for w in &self.workers {
+            let _ = w.tx.send(Msg::Stop);
+        }
+        for w in self.workers {
+            if w.thread.join().is_err() {
+                tracing::error!("an NFC device thread panicked");
+            }
+        }
+    }
+}
+
+/// NFC devices libnfc finds without intrusive scans (for `vitale-bridge readers`).
+/// Serial devices (PN532 on a UART) are never scanned: name them with `--nfc`.
+pub fn list_devices() -> Result<Vec<String>, String> {
+    let mut context = nfc1::Context::new().map_err(|e| format!("libnfc init: {e}"))?;
+    context
+        .list_devices(SCAN_MAX)
+        .map_err(|e| format!("libnfc scan: {e}"))
+}
