@@ -160,6 +160,11 @@ pub fn read_binary_at(offset: usize) -> Option<Vec<u8>> {
     Some(vec![0x00, 0xB0, hi, lo, 0x00])
 }
 
+/// `READ BINARY` of up to 256 bytes of the current EF from offset 0.
+pub fn read_binary_current() -> Vec<u8> {
+    vec![0x00, 0xB0, 0x00, 0x00, 0x00]
+}
+
 /// `GET RESPONSE` for `61 XX` (ISO 7816-4 §7.6.1); `XX = 00` asks for 256 bytes.
 pub fn get_response(sw2: u8) -> Vec<u8> {
     vec![0x00, 0xC0, 0x00, 0x00, sw2]

@@ -30,7 +30,7 @@ use super::VirtualCard;
 use crate::card::phone::{
     DEFAULT_AID, GET_IDENTITY, GET_PUBLIC_KEY, SELECT_ANSWER, SIGN_HEADER, SW_LOCKED, SW_REFUSED,
 };
-use crate::codec::tlv;
+use crate::codec::{latin1, tlv};
 
 /// What an ISO 14443-4 phone looks like to a PC/SC contactless reader.
 pub const PHONE_ATR: [u8; 5] = [0x3B, 0x80, 0x80, 0x01, 0x01];
@@ -226,8 +226,8 @@ impl PhoneDescription {
         let mut out = Vec::new();
         for b in &self.beneficiaries {
             let mut template = Vec::new();
-            template.extend(tlv::encode(0x80, &latin1(&b.surname)));
-            template.extend(tlv::encode(0x81, &latin1(&b.given_name)));
+            template.extend(tlv::encode(0x80, &latin1::encode(&b.surname)));
+            template.extend(tlv::encode(0x81, &latin1::encode(&b.given_name)));
             template.extend(tlv::encode(0x82, b.birth_date.as_bytes()));
             if let Some(nir) = &b.nir {
                 template.extend(tlv::encode(0x93, nir.as_bytes()));
@@ -240,13 +240,6 @@ impl PhoneDescription {
         out.extend(tlv::encode(0xDF22, self.expires.as_bytes()));
         out
     }
-}
-
-fn latin1(text: &str) -> Vec<u8> {
-    // validate() rejected characters above U+00FF.
-    text.chars()
-        .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?'))
-        .collect()
 }
 
 /// A phone app speaking reference-v1, answering 61XX for answers over 256 bytes.

@@ -6,7 +6,6 @@
 //! module implementing [`PhoneProfile`] and one more entry in [`PROFILES`]: transports,
 //! the worker and the protocol stay untouched.
 
-mod interim;
 mod reference_v1;
 mod signature;
 
@@ -16,6 +15,7 @@ pub use reference_v1::{
 };
 pub use signature::verify;
 
+use super::apdu::transceive;
 use super::{CardChannel, CardError, Identity, ReadContext, SignOutcome};
 use crate::codec::apdu::Response;
 
@@ -132,47 +132,6 @@ fn select_command(aid: &[u8]) -> Option<Vec<u8>> {
     capdu.extend_from_slice(aid);
     capdu.push(0x00);
     Some(capdu)
-}
-
-/// Interim T=0 chaining (61XX → GET RESPONSE, 6CXX → resend with Le), bounded as in
-/// cards.md §1, until `crate::card::apdu::transceive` lands; then this goes.
-pub(crate) fn transceive(
-    channel: &mut dyn CardChannel,
-    capdu: &[u8],
-) -> Result<Response, CardError> {
-    const MAX_ROUNDS: usize = 16;
-    const MAX_BYTES: usize = 64 * 1024;
-    let malformed = |why: &str| CardError::Malformed(why.to_string());
-    let mut data = Vec::new();
-    let mut command = capdu.to_vec();
-    for _ in 0..MAX_ROUNDS {
-        let raw = channel.transmit(&command)?;
-        let response =
-            Response::parse(&raw).ok_or_else(|| malformed("R-APDU shorter than 2 bytes"))?;
-        let [sw1, sw2] = response.sw.to_be_bytes();
-        data.extend_from_slice(&response.data);
-        if data.len() > MAX_BYTES {
-            return Err(malformed("response longer than 64 KiB"));
-        }
-        match sw1 {
-            0x61 => command = vec![0x00, 0xC0, 0x00, 0x00, sw2],
-            0x6C => {
-                command = capdu.to_vec();
-                if let Some(le) = command.last_mut().filter(|_| capdu.len() > 4) {
-                    *le = sw2;
-                } else {
-                    command.push(sw2);
-                }
-            }
-            _ => {
-                return Ok(Response {
-                    data,
-                    sw: response.sw,
-                });
-            }
-        }
-    }
-    Err(malformed("too many GET RESPONSE rounds"))
 }
 
 #[cfg(test)]

@@ -7,12 +7,13 @@
 //! | public key | `80 CA 00 86 00`                | `86 41 04 X Y`                     |
 //! | sign       | `80 2A 9E 9A 20 <digest> 00`    | `r ‖ s`; `69 85` refused; `69 82` locked |
 
-use super::interim::{birth_date, latin1, nir_key_valid, tlv_items};
-use super::{PhoneProfile, transceive};
+use super::PhoneProfile;
+use crate::card::apdu::transceive;
 use crate::card::{
     ApcvInfo, Beneficiary, CardChannel, CardError, CardType, Environment, Identity, Ins,
     ReadContext, Sensitive, SignOutcome, Source,
 };
+use crate::codec::{date, latin1, nir, tlv};
 
 /// The reference-v1 AID: proprietary range, ASCII "vbridge" + profile 01.
 pub const DEFAULT_AID: [u8; 9] = [0xF0, 0x76, 0x62, 0x72, 0x69, 0x64, 0x67, 0x65, 0x01];
@@ -88,6 +89,16 @@ impl PhoneProfile for ReferenceV1 {
     }
 }
 
+/// One level of BER-TLV as `(tag, value)` pairs (padding skipped by the codec).
+fn tlv_items(data: &[u8]) -> Result<Vec<(u16, &[u8])>, CardError> {
+    tlv::objects(data)
+        .map(|o| {
+            o.map(|t| (t.tag.0, t.value))
+                .map_err(|e| CardError::Malformed(format!("identity TLV: {e}")))
+        })
+        .collect()
+}
+
 fn check(sw: u16, command: &'static str) -> Result<(), CardError> {
     match sw {
         0x9000 => Ok(()),
@@ -99,7 +110,7 @@ fn check(sw: u16, command: &'static str) -> Result<(), CardError> {
 
 /// `86 41 04 X Y` → the 65-byte SEC1 uncompressed point.
 fn parse_public_key(data: &[u8]) -> Result<Vec<u8>, CardError> {
-    let items = tlv_items(data).map_err(CardError::Malformed)?;
+    let items = tlv_items(data)?;
     match items.as_slice() {
         [(0x86, key)] if key.len() == 65 && key.first() == Some(&0x04) => Ok(key.to_vec()),
         _ => Err(CardError::Malformed(
@@ -114,7 +125,7 @@ pub(crate) fn parse_identity(data: &[u8], reader: &str) -> Result<Identity, Card
     let mut beneficiaries = Vec::new();
     let mut context = None;
     let mut expires = None;
-    for (tag, value) in tlv_items(data).map_err(malformed)? {
+    for (tag, value) in tlv_items(data)? {
         match tag {
             0x65 => {
                 let index = beneficiaries.len() as u32;
@@ -174,12 +185,12 @@ fn parse_beneficiary(index: u32, template: &[u8]) -> Result<Beneficiary, CardErr
     let mut nir = None;
     let mut matricule = None;
     let mut oid = None;
-    for (tag, value) in tlv_items(template).map_err(CardError::Malformed)? {
+    for (tag, value) in tlv_items(template)? {
         match tag {
-            0x80 => surname = Some(latin1(value)),
-            0x81 => given_name = Some(latin1(value)),
-            0x82 => birth = Some(latin1(value)),
-            0x93 => nir = Some(latin1(value)).filter(|n| !n.is_empty()),
+            0x80 => surname = Some(latin1::decode_trimmed(value)),
+            0x81 => given_name = Some(latin1::decode_trimmed(value)),
+            0x82 => birth = Some(date::parse(value)),
+            0x93 => nir = Some(latin1::decode_trimmed(value)).filter(|n| !n.is_empty()),
             0xDF23 => matricule = Some(ascii(value, "INS matricule")?),
             0xDF24 => oid = Some(ascii(value, "INS OID")?),
             _ => {}
@@ -197,16 +208,15 @@ fn parse_beneficiary(index: u32, template: &[u8]) -> Result<Beneficiary, CardErr
             )));
         }
     };
-    let birth_raw = birth.unwrap_or_default();
-    let (birth_date, lunar) = birth_date(&birth_raw);
-    let nir_key_valid = nir.as_deref().map(nir_key_valid);
+    let birth = birth.unwrap_or_else(|| date::parse(&[]));
+    let nir_key_valid = nir.as_deref().map(nir::is_valid);
     Ok(Beneficiary {
         index,
         surname: Sensitive::new(surname.unwrap_or_default()),
         given_name: Sensitive::new(given_name.unwrap_or_default()),
-        birth_date: Sensitive::new(birth_date),
-        birth_date_raw: Sensitive::new(birth_raw),
-        birth_date_lunar: lunar,
+        birth_date: Sensitive::new(birth.iso.clone()),
+        birth_date_raw: Sensitive::new(birth.raw.clone()),
+        birth_date_lunar: birth.lunar,
         nir: Sensitive::new(nir),
         nir_key_valid,
         ins,
