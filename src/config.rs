@@ -376,6 +376,7 @@ impl Config {
             queue_len: self.limits.queue_len,
             rate_per_sec: self.limits.rate_per_sec,
             ping_interval: Duration::from_millis(self.limits.ping_interval_ms),
+            ..ServerConfig::default()
         }
     }
 

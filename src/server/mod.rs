@@ -1,13 +1,31 @@
 //! The local WebSocket/HTTP server: handshake rules, JSON-RPC 2.0, limits, `/health`,
-//! the status page.
+//! the status page (product.md §4–5).
 //!
-//! OWNER: server helper. Skeleton only: the signatures below are what the daemon calls.
+//! - [`handshake`]: pure `Host`/`Origin` rules.
+//! - [`http`]: bounded request-head reading and plain responses.
+//! - `router`: one connection up to the 101 (or the HTTP answer).
+//! - [`rpc`] and [`methods`]: JSON-RPC envelopes and method parameters, pure.
+//! - `session` and [`writer`]: one upgraded connection, incoming and outgoing.
+//! - [`limits`]: the rate limiter and client slots.
+
+pub mod handshake;
+pub mod http;
+pub mod limits;
+pub mod methods;
+mod router;
+pub mod rpc;
+mod session;
+pub mod writer;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc, watch};
+
 use crate::bus::Hub;
+use handshake::OriginPolicy;
 
 /// Server settings (product.md §3–4.5).
 #[derive(Debug, Clone)]
@@ -28,6 +46,12 @@ pub struct ServerConfig {
     pub rate_per_sec: u32,
     /// Ping interval; two missed pongs close the connection.
     pub ping_interval: Duration,
+    /// How long a closing handshake may take before the socket is dropped.
+    pub close_timeout: Duration,
+    /// Card operations (`card.read`, `card.sign`) in flight per connection.
+    pub max_inflight: usize,
+    /// Connections still in their HTTP handshake at once; more are dropped at accept.
+    pub max_pending_handshakes: usize,
 }
 
 impl Default for ServerConfig {
@@ -41,19 +65,95 @@ impl Default for ServerConfig {
             queue_len: 1024,
             rate_per_sec: 50,
             ping_interval: Duration::from_secs(30),
+            close_timeout: Duration::from_secs(3),
+            max_inflight: 4,
+            max_pending_handshakes: 128,
         }
     }
 }
 
+/// What every connection shares.
+struct Ctx {
+    hub: Arc<Hub>,
+    cfg: ServerConfig,
+    policy: OriginPolicy,
+}
+
 /// Serves WebSocket and HTTP on the given loopback listeners until `shutdown`
-/// resolves, then closes every client with 1001 and returns.
+/// resolves, then closes every client with 1001 and returns once all connections
+/// have ended.
 pub async fn serve(
-    listeners: Vec<tokio::net::TcpListener>,
+    listeners: Vec<TcpListener>,
     hub: Arc<Hub>,
     cfg: ServerConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    let _ = (listeners, hub, cfg);
+    let (policy, invalid) = OriginPolicy::new(&cfg.allowed_origins, cfg.allow_native_clients);
+    for entry in invalid {
+        tracing::warn!(origin = ?entry, "allowed_origins entry is not an origin (scheme://host[:port]); it matches nothing");
+    }
+    let pending = Arc::new(Semaphore::new(cfg.max_pending_handshakes.max(1)));
+    let ctx = Arc::new(Ctx { hub, cfg, policy });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // Every connection task holds a clone; when all are gone, `recv` returns None.
+    let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
+    let mut accepters = Vec::new();
+    for listener in listeners {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "websocket server listening");
+        }
+        accepters.push(tokio::spawn(accept_loop(
+            listener,
+            ctx.clone(),
+            pending.clone(),
+            stop_rx.clone(),
+            alive_tx.clone(),
+        )));
+    }
+    drop(alive_tx);
     shutdown.await;
+    tracing::info!("websocket server stopping; closing clients with 1001");
+    let _ = stop_tx.send(true);
+    for a in accepters {
+        let _ = a.await;
+    }
+    let _ = alive_rx.recv().await;
+    tracing::info!("websocket server stopped");
     Ok(())
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    ctx: Arc<Ctx>,
+    pending: Arc<Semaphore>,
+    mut stop: watch::Receiver<bool>,
+    alive: mpsc::Sender<()>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => return,
+            a = listener.accept() => a,
+        };
+        let (stream, addr) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = pending.clone().try_acquire_owned() else {
+            tracing::warn!(peer = %addr, "too many connections in handshake; dropping");
+            continue;
+        };
+        let ctx = ctx.clone();
+        let stop = stop.clone();
+        let alive = alive.clone();
+        tokio::spawn(async move {
+            router::handle(ctx, stream, addr, stop, permit).await;
+            drop(alive);
+        });
+    }
 }

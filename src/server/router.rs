@@ -1,0 +1,220 @@
+//! One accepted TCP connection before any WebSocket traffic: the request head within
+//! the handshake deadline, then `/health`, the status page, or the `/v1` upgrade with
+//! every rule of product.md §4.1 checked before the 101.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, watch};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+
+use super::Ctx;
+use super::handshake::{Peer, host_allowed};
+use super::http::{self, Head, HeadError};
+use super::limits::ClientSlot;
+use super::session::{self, Start};
+
+const STATUS_HTML: &str = include_str!("status_page.html");
+const STATUS_JS: &str = include_str!("status_page.js");
+
+/// What the head decided.
+enum Route {
+    /// Send this response and close.
+    Respond(Vec<u8>),
+    /// Send the 101 and run a session.
+    Upgrade {
+        response: Vec<u8>,
+        peer: Peer,
+        slot: ClientSlot,
+    },
+}
+
+/// Serves one connection from accept to close.
+pub async fn handle(
+    ctx: Arc<Ctx>,
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    mut stop: watch::Receiver<bool>,
+    handshake_permit: OwnedSemaphorePermit,
+) {
+    let port = match stream.local_addr() {
+        Ok(a) => a.port(),
+        Err(_) => return,
+    };
+    let _ = stream.set_nodelay(true);
+    // The head, the decision and the response all fit in the handshake deadline; a
+    // slow or silent client holds no client slot while it dawdles.
+    let deadline = tokio::time::Instant::now() + ctx.cfg.handshake_timeout;
+    let handshake = async {
+        let (head, rest) = match http::read_head(&mut stream).await {
+            Ok(h) => h,
+            Err(e) => {
+                let response = match e {
+                    HeadError::TooLarge => http::error_response(431, "request head too large"),
+                    HeadError::Malformed => http::error_response(400, "malformed request"),
+                    HeadError::Closed | HeadError::Io(_) => return None,
+                };
+                tracing::debug!(peer = %addr, error = %e, "bad request head");
+                let _ = stream.write_all(&response).await;
+                return None;
+            }
+        };
+        let route = route(&ctx, &head, addr, port);
+        let (bytes, upgrade) = match route {
+            Route::Respond(bytes) => (bytes, None),
+            Route::Upgrade {
+                response,
+                peer,
+                slot,
+            } => (response, Some((peer, slot))),
+        };
+        stream.write_all(&bytes).await.ok()?;
+        upgrade.map(|u| (u, rest))
+    };
+    let upgraded = tokio::select! {
+        biased;
+        _ = stop.wait_for(|s| *s) => return,
+        r = tokio::time::timeout_at(deadline, handshake) => match r {
+            Ok(u) => u,
+            Err(_) => {
+                tracing::info!(peer = %addr, "handshake not completed in time; closing");
+                return;
+            }
+        },
+    };
+    let Some(((peer, slot), rest)) = upgraded else {
+        linger(&mut stream).await;
+        return;
+    };
+    drop(handshake_permit);
+    let limit = ctx.cfg.max_message_bytes;
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .max_message_size(Some(limit))
+        .max_frame_size(Some(limit))
+        .max_write_buffer_size(8 << 20);
+    let ws = WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(config)).await;
+    session::run(
+        ctx,
+        Start {
+            ws,
+            addr,
+            peer,
+            slot,
+        },
+        stop,
+    )
+    .await;
+}
+
+/// Half-closes after a plain response and discards what the client still sends for
+/// a moment, so closing with unread input does not reset the connection before the
+/// client has read the response.
+async fn linger(stream: &mut TcpStream) {
+    const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+    const MAX_DISCARD: usize = 256 * 1024;
+    let _ = stream.shutdown().await;
+    let mut buf = [0u8; 4096];
+    let mut discarded = 0;
+    let _ = tokio::time::timeout(LINGER, async {
+        while discarded < MAX_DISCARD {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => discarded += n,
+            }
+        }
+    })
+    .await;
+}
+
+fn route(ctx: &Ctx, head: &Head, addr: SocketAddr, port: u16) -> Route {
+    let host_ok = head.single("host").is_some_and(|h| host_allowed(h, port));
+    if !host_ok {
+        tracing::info!(peer = %addr, host = ?head.all("host"), path = %head.path, "rejected: bad Host header");
+        return Route::Respond(http::error_response(403, "bad Host header"));
+    }
+    let get = head.method == "GET";
+    match head.path.as_str() {
+        "/health" if get => Route::Respond(health()),
+        "/" if get => Route::Respond(page(STATUS_HTML, "text/html; charset=utf-8")),
+        "/status.js" if get => Route::Respond(page(STATUS_JS, "text/javascript; charset=utf-8")),
+        "/v1" if get => upgrade(ctx, head, addr, port),
+        "/health" | "/" | "/status.js" | "/v1" => {
+            Route::Respond(http::error_response(405, "method not allowed"))
+        }
+        _ => Route::Respond(http::error_response(404, "not found")),
+    }
+}
+
+fn upgrade(ctx: &Ctx, head: &Head, addr: SocketAddr, port: u16) -> Route {
+    let origins = head.all("origin");
+    let peer = match ctx.policy.check(&origins, port) {
+        Ok(p) => p,
+        Err(refusal) => {
+            tracing::info!(peer = %addr, origin = ?origins, reason = refusal.as_str(), "rejected websocket handshake");
+            return Route::Respond(http::error_response(403, refusal.as_str()));
+        }
+    };
+    if !head.has_token("upgrade", "websocket") || !head.has_token("connection", "upgrade") {
+        return Route::Respond(http::response(
+            426,
+            "text/plain; charset=utf-8",
+            &[("Upgrade", "websocket")],
+            b"this endpoint speaks WebSocket\n",
+        ));
+    }
+    if head.single("sec-websocket-version") != Some("13") {
+        return Route::Respond(http::response(
+            426,
+            "text/plain; charset=utf-8",
+            &[("Sec-WebSocket-Version", "13")],
+            b"unsupported WebSocket version\n",
+        ));
+    }
+    let Some(key) = head.single("sec-websocket-key").filter(|k| valid_key(k)) else {
+        return Route::Respond(http::error_response(400, "bad Sec-WebSocket-Key"));
+    };
+    let Some(slot) = ClientSlot::acquire(&ctx.hub, ctx.cfg.max_clients) else {
+        tracing::warn!(peer = %addr, origin = ?origins, max = ctx.cfg.max_clients, "rejected websocket handshake: client limit reached");
+        return Route::Respond(http::error_response(503, "too many clients"));
+    };
+    tracing::info!(peer = %addr, origin = ?origins, redacted = peer.redacted(), "client connected");
+    Route::Upgrade {
+        response: http::upgrade_response(key),
+        peer,
+        slot,
+    }
+}
+
+/// A Sec-WebSocket-Key is base64 of 16 bytes (RFC 6455 §4.1).
+fn valid_key(key: &str) -> bool {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(key)
+        .is_ok_and(|k| k.len() == 16)
+}
+
+fn health() -> Vec<u8> {
+    let body =
+        serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}).to_string();
+    http::response(200, "application/json", &[], body.as_bytes())
+}
+
+fn page(body: &str, content_type: &str) -> Vec<u8> {
+    http::response(
+        200,
+        content_type,
+        &[
+            (
+                "Content-Security-Policy",
+                "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+            ),
+            ("X-Frame-Options", "DENY"),
+            ("Referrer-Policy", "no-referrer"),
+        ],
+        body.as_bytes(),
+    )
+}
