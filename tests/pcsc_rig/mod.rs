@@ -83,6 +83,12 @@ impl PcscRig {
             "PC/SC tests start their own pcscd and need a private /run/pcscd: run scripts/test, or \
              unshare -m --propagation private sh -c 'mount -t tmpfs tmpfs /run/pcscd && cargo test --test <name>'"
         );
+        // Mount namespaces are private, the network is not: two rigs cannot share the port.
+        assert!(
+            !listening(PORT) && !listening(PORT + 1),
+            "TCP {PORT}/{} is already taken: another PC/SC test rig or benchmark runs on this machine",
+            PORT + 1
+        );
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(
             dir.path().join("reader.conf"),
