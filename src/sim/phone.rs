@@ -399,3 +399,64 @@ impl VirtualCard for VirtualPhone {
         self.pending.clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(name: &str) -> String {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data")
+            .join(name);
+        std::fs::read_to_string(path).expect("test data")
+    }
+
+    #[test]
+    fn example_descriptions_load() {
+        let phone = PhoneDescription::from_toml(&data("phone.toml")).expect("phone.toml");
+        assert_eq!(phone.consent, Consent::Accept);
+        assert!(
+            phone.identity_tlv().len() > 256,
+            "phone.toml must need GET RESPONSE"
+        );
+        let refusing =
+            PhoneDescription::from_toml(&data("phone-refuse.toml")).expect("phone-refuse.toml");
+        assert_eq!(refusing.consent, Consent::Refuse);
+        let key = refusing.signing_key().expect("pinned key");
+        assert_eq!(
+            hex::encode(key.to_bytes()),
+            "c9afa9d845ba75166b5c215767b1d6934e50c3db36e89b127b8a622b120f6721"
+        );
+        assert!(VirtualPhone::new(&PhoneDescription::demo()).is_ok());
+    }
+
+    #[test]
+    fn invalid_descriptions_are_rejected() {
+        let base = data("phone-refuse.toml");
+        for (from, to) in [
+            ("Anaïs", "Anaïs 🙂"),
+            ("ins = \"253072A07300443\"", "ins = \"2530\""),
+            ("expires = \"20291130120000\"", "expires = \"2029-11-30\""),
+            ("consent = \"refuse\"", "consent = \"maybe\""),
+            ("consent = \"refuse\"", "colour = \"blue\""),
+        ] {
+            let text = base.replace(from, to);
+            assert_ne!(text, base, "{from}");
+            assert!(PhoneDescription::from_toml(&text).is_err(), "{to}");
+        }
+        let long = base.replace(
+            "demo-context-refusing-phone",
+            &"x".repeat(crate::card::phone::MAX_CONTEXT + 1),
+        );
+        assert!(PhoneDescription::from_toml(&long).is_err());
+    }
+
+    #[test]
+    fn debug_output_holds_no_identity_or_key() {
+        let desc = PhoneDescription::from_toml(&data("phone-refuse.toml")).expect("loads");
+        let shown = format!("{desc:?} {:?}", VirtualPhone::new(&desc).expect("phone"));
+        for secret in ["DÉMO", "Anaïs", "253072A07300443", "c9afa9d8"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+    }
+}

@@ -202,7 +202,12 @@ fn session(
                     return Ok(End::Pulled);
                 }
                 answered += 1;
-                let rapdu = card.process(capdu);
+                let mut rapdu = card.process(capdu);
+                if rapdu.is_empty() {
+                    // vpcd waits forever on an empty answer (it has no timeout, unlike a
+                    // real reader): a mute card answers one garbage byte instead.
+                    rapdu = vec![0x6F];
+                }
                 tracing::trace!(
                     ">>> {} <<< {}",
                     hex::encode_upper(capdu.get(..4).unwrap_or(capdu)),

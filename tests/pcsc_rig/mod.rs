@@ -17,6 +17,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+use vitale_bridge::sim::card_model::CardDescription;
+
 use crate::support::{WAIT, require_tool};
 
 /// vpcd's first slot in the private rig (CHANNELID 0x8CA0).
@@ -79,6 +82,12 @@ impl PcscRig {
             in_private_namespace(),
             "PC/SC tests start their own pcscd and need a private /run/pcscd: run scripts/test, or \
              unshare -m --propagation private sh -c 'mount -t tmpfs tmpfs /run/pcscd && cargo test --test <name>'"
+        );
+        // Mount namespaces are private, the network is not: two rigs cannot share the port.
+        assert!(
+            !listening(PORT) && !listening(PORT + 1),
+            "TCP {PORT}/{} is already taken: another PC/SC test rig or benchmark runs on this machine",
+            PORT + 1
         );
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(
@@ -244,7 +253,34 @@ impl Sim {
         let vicc = require_tool("vicc", "vsmartcard-vpicc");
         let dir = tempfile::tempdir().expect("tempdir");
         let stderr_path = dir.path().join("vicc.log");
+        // Debian 12's python3-virtualsmartcard installs into site-packages/virtualsmartcard
+        // (not on sys.path) and imports PyCrypto's `Crypto`, which Debian ships as
+        // pycryptodome's `Cryptodome`: point Python at both.
+        let cryptodome = Path::new("/usr/lib/python3/dist-packages/Cryptodome");
+        assert!(
+            cryptodome.exists(),
+            "vicc needs pycryptodome: apt-get install -y python3-pycryptodome (or run scripts/test)"
+        );
+        std::os::unix::fs::symlink(cryptodome, dir.path().join("Crypto")).expect("Crypto shim");
+        let pythonpath = format!(
+            "/usr/lib/python3/site-packages/virtualsmartcard:{}",
+            dir.path().display()
+        );
+        let check = Command::new("/usr/bin/python3")
+            .args([
+                "-c",
+                "from virtualsmartcard.VirtualSmartcard import VirtualICC",
+            ])
+            .env("PYTHONPATH", &pythonpath)
+            .output()
+            .expect("python3");
+        assert!(
+            check.status.success(),
+            "vicc cannot start: apt-get install -y vsmartcard-vpicc python3-pycryptodome\n{}",
+            String::from_utf8_lossy(&check.stderr)
+        );
         let child = Command::new(vicc)
+            .env("PYTHONPATH", &pythonpath)
             .args([
                 "--type",
                 "iso7816",
@@ -301,4 +337,40 @@ impl Drop for Sim {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Asserts that an `identity.read` payload is exactly what the card file describes.
+pub fn assert_identity_matches(identity: &Value, file: &Path) {
+    let desc = CardDescription::from_file(file).expect("card file");
+    let got = identity["beneficiaries"].as_array().expect("beneficiaries");
+    assert_eq!(got.len(), desc.beneficiaries.len(), "{}", file.display());
+    for (i, (g, want)) in got.iter().zip(&desc.beneficiaries).enumerate() {
+        assert_eq!(g["index"], i, "{}", file.display());
+        assert_eq!(g["surname"], want.surname.trim(), "{} #{i}", file.display());
+        assert_eq!(
+            g["givenName"],
+            want.given_name.trim(),
+            "{} #{i}",
+            file.display()
+        );
+        assert_eq!(
+            g["birthDateRaw"],
+            want.birth_date,
+            "{} #{i}",
+            file.display()
+        );
+        assert_eq!(
+            g["birthDateLunar"],
+            want.birth_date.ends_with("00") || &want.birth_date[4..6] == "00",
+            "{} #{i}",
+            file.display()
+        );
+        match &want.nir {
+            Some(nir) => assert_eq!(g["nir"], nir.as_str(), "{} #{i}", file.display()),
+            None => assert_eq!(g["nir"], Value::Null, "{} #{i}", file.display()),
+        }
+    }
+    assert_eq!(identity["source"], "vitale-card");
+    assert_eq!(identity["profile"], "vitale2-public");
+    assert_eq!(identity["cardType"], "vitale2");
 }

@@ -3,6 +3,7 @@
 //! matching message), never on fixed sleeps.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod schema;
 
 use std::io::{BufRead, BufReader};
@@ -167,6 +168,9 @@ impl Client {
         loop {
             let msg = self.recv().await;
             if msg.get("id") == Some(&json!(id)) {
+                // Every response any integration test gets is checked against the
+                // published protocol (schema/protocol.schema.json).
+                schema::assert_response(method, &msg);
                 return msg;
             }
             self.pending.push_back(msg);
@@ -190,7 +194,11 @@ impl Client {
                 .expect("connection ended")
                 .expect("websocket error");
             match msg {
-                Message::Text(t) => return serde_json::from_str(&t).expect("server sent JSON"),
+                Message::Text(t) => {
+                    let v: Value = serde_json::from_str(&t).expect("server sent JSON");
+                    schema::assert_server_message(&v);
+                    return v;
+                }
                 Message::Ping(_) | Message::Pong(_) => continue,
                 other => panic!("unexpected message {other:?}"),
             }

@@ -214,7 +214,12 @@ impl ReaderThread {
             Connect::Busy => {
                 tracing::info!(reader = %self.ctx.reader, "reader held exclusively by another application");
                 self.busy_atr = Some(atr.clone());
-                self.announce_failure(atr, busy_error());
+                // The ATR hint keeps `card.read` routed here, to retry once the reader frees.
+                let card_type = match crate::card::detect::atr_hint(&atr) {
+                    crate::card::detect::AtrHint::Vitale2 => CardType::Vitale2,
+                    _ => CardType::Unknown,
+                };
+                self.announce(atr, card_type, busy_error());
                 return None;
             }
             Connect::Failed(e) => {
@@ -274,10 +279,14 @@ impl ReaderThread {
     }
 
     fn announce_failure(&self, atr: Vec<u8>, error: ProtocolError) {
+        self.announce(atr, CardType::Unknown, error);
+    }
+
+    fn announce(&self, atr: Vec<u8>, card_type: CardType, error: ProtocolError) {
         self.hub.publish(Update::CardInserted {
             reader: self.ctx.reader.clone(),
             atr,
-            card_type: CardType::Unknown,
+            card_type,
         });
         self.hub.publish(Update::IdentityError {
             reader: self.ctx.reader.clone(),
@@ -330,6 +339,14 @@ impl ReaderThread {
             return None;
         };
         let contactless = self.contactless || is_contactless_atr(&c.atr);
+        if let Err(pcsc::Error::ResetCard) = c.card.transaction().map(drop) {
+            // Reset by another application since our last use: reconnect first; the
+            // request then reads the card afresh (never the pre-reset state).
+            tracing::info!(reader = %self.ctx.reader, "card reset by another application; reconnecting");
+            let _ = c
+                .card
+                .reconnect(ShareMode::Shared, Protocols::ANY, Disposition::LeaveCard);
+        }
         let reset = match c.card.transaction() {
             Ok(tx) => {
                 let mut ch = PcscChannel::new(&tx, c.atr.clone(), contactless);
