@@ -37,7 +37,9 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async move {
-        println!("fan-out over loopback, {rounds} events per size (publish -> last subscriber received)");
+        println!(
+            "fan-out over loopback, {rounds} events per size (publish -> last subscriber received)"
+        );
         for n in sizes {
             let lat = run(n, rounds).await;
             println!(
