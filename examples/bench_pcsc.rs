@@ -57,9 +57,11 @@ fn median(v: &mut [f64]) -> f64 {
 struct Kill(Child);
 impl Drop for Kill {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
+        if let Ok(None) = self.0.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.0.id().to_string()])
+                .status();
+        }
         let _ = self.0.wait();
     }
 }
@@ -349,7 +351,7 @@ async fn main() {
         (down - killed) * 1e3
     );
     println!(
-        "  pcscd restarted -> service.changed up: {:.1} ms; -> card re-read (identity.read): {:.1} ms",
+        "  pcscd spawned again -> service.changed up: {:.1} ms; -> card re-read (identity.read): {:.1} ms",
         (up.unwrap_or(f64::NAN) - restarted) * 1e3,
         (reread.unwrap_or(f64::NAN) - restarted) * 1e3
     );
