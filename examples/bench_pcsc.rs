@@ -57,9 +57,11 @@ fn median(v: &mut [f64]) -> f64 {
 struct Kill(Child);
 impl Drop for Kill {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
+        if let Ok(None) = self.0.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.0.id().to_string()])
+                .status();
+        }
         let _ = self.0.wait();
     }
 }
@@ -95,6 +97,24 @@ async fn next_event(
     }
 }
 
+fn start_pcscd(conf: &Path) -> Kill {
+    let pcscd = Kill(
+        Command::new("pcscd")
+            .args(["--foreground", "-c"])
+            .arg(conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("pcscd (apt-get install pcscd vsmartcard-vpcd)"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(Path::new("/run/pcscd/pcscd.comm").exists() && listening(PORT)) {
+        assert!(Instant::now() < deadline, "pcscd did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    pcscd
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let bin = PathBuf::from(std::env::var("VB_BIN").expect("VB_BIN: path of vitale-bridge"));
@@ -120,20 +140,7 @@ async fn main() {
     // Private pcscd with the vpcd reader.
     let conf = dir.path().join("reader.conf");
     std::fs::write(&conf, format!("FRIENDLYNAME \"Virtual PCD\"\nDEVICENAME /dev/null:0x{PORT:04X}\nLIBPATH /usr/lib/pcsc/drivers/serial/libifdvpcd.so\nCHANNELID 0x{PORT:04X}\n")).expect("conf");
-    let pcscd = Kill(
-        Command::new("pcscd")
-            .args(["--foreground", "-c"])
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("pcscd (apt-get install pcscd vsmartcard-vpcd)"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !(Path::new("/run/pcscd/pcscd.comm").exists() && listening(PORT)) {
-        assert!(Instant::now() < deadline, "pcscd did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut pcscd = start_pcscd(&conf);
 
     // The daemon, and pcsc_scan watching the same pcscd.
     let mut daemon_cmd = Command::new(&bin);
@@ -268,6 +275,50 @@ async fn main() {
         .map(|l| l.split_whitespace().nth(1).unwrap_or("?").to_string())
         .unwrap_or_default();
 
+    // pcscd killed with a card in the reader, then restarted.
+    let mut sim_cmd = Command::new(&bin);
+    sim_cmd
+        .args(["sim", "vpcd", "--card"])
+        .arg(&card_file)
+        .args([
+            "--port",
+            &PORT.to_string(),
+            "--reconnect",
+            "--reconnect-delay-ms",
+            "50",
+            "--connect-timeout-ms",
+            "20000",
+        ])
+        .stderr(Stdio::null());
+    let (_sim, _sim_lines) = spawn_lines(sim_cmd);
+    loop {
+        let (_, ev) = next_event(&mut ws).await;
+        if ev["reader"] == READER && ev["type"] == "identity.read" {
+            break;
+        }
+    }
+    let killed = now();
+    let _ = pcscd.0.kill();
+    let _ = pcscd.0.wait();
+    let down = loop {
+        let (at, ev) = next_event(&mut ws).await;
+        if ev["type"] == "service.changed" && ev["data"]["state"] == "down" {
+            break at;
+        }
+    };
+    let restarted = now();
+    pcscd = start_pcscd(&conf);
+    let (mut up, mut reread) = (None, None);
+    while reread.is_none() {
+        let (at, ev) = next_event(&mut ws).await;
+        if ev["type"] == "service.changed" && ev["data"]["state"] == "up" {
+            up = Some(at);
+        }
+        if ev["reader"] == READER && ev["type"] == "identity.read" {
+            reread = Some(at);
+        }
+    }
+
     println!("PC/SC benchmark (vpcd rig, {runs} insertions of tests/data/family.toml)");
     println!(
         "  card connects -> pcsc_scan prints it      median {:7.1} ms",
@@ -295,5 +346,15 @@ async fn main() {
         pct(d0, d1),
         pct(p0, p1)
     );
+    println!(
+        "  pcscd killed -> service.changed down: {:.1} ms",
+        (down - killed) * 1e3
+    );
+    println!(
+        "  pcscd spawned again -> service.changed up: {:.1} ms; -> card re-read (identity.read): {:.1} ms",
+        (up.unwrap_or(f64::NAN) - restarted) * 1e3,
+        (reread.unwrap_or(f64::NAN) - restarted) * 1e3
+    );
     drop(daemon);
+    drop(pcscd);
 }

@@ -29,6 +29,10 @@ fn ready_line_on_a_free_port() {
     assert_ne!(d.port, 0);
     // The port is really served on 127.0.0.1.
     std::net::TcpStream::connect(("127.0.0.1", d.port)).expect("port is listening");
+    // Where IPv6 loopback works on this machine, [::1] serves the same port.
+    if std::net::TcpListener::bind("[::1]:0").is_ok() {
+        std::net::TcpStream::connect(("::1", d.port)).expect("[::1] on the same port");
+    }
 }
 
 #[test]

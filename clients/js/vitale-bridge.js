@@ -335,8 +335,18 @@ export class VitaleBridge extends EventTarget {
     this.#ws = ws;
     ws.onopen = () => this.#onOpen(ws);
     ws.onmessage = (ev) => this.#onMessage(ws, ev.data);
-    // Browsers report handshake refusals (403: origin not allowed) only as error + close 1006.
-    ws.onerror = () => {};
+    // Browsers report handshake refusals (403: origin not allowed) only as error + close
+    // 1006; some implementations (Node 20's undici) fire the error and never a close.
+    ws.onerror = () => {
+      if (this.#ws === ws && ws.readyState !== OPEN) {
+        this.#lost(1006, "connection failed");
+        try {
+          ws.close();
+        } catch {
+          /* never opened */
+        }
+      }
+    };
     ws.onclose = (ev) => {
       if (this.#ws === ws) this.#lost(ev?.code ?? 1006, ev?.reason ?? "");
     };

@@ -19,6 +19,8 @@ use super::session::{self, Start};
 
 const STATUS_HTML: &str = include_str!("status_page.html");
 const STATUS_JS: &str = include_str!("status_page.js");
+/// The JavaScript client (clients/js), so pages can import it from the daemon itself.
+const CLIENT_JS: &str = include_str!("../../clients/js/vitale-bridge.js");
 
 /// What the head decided.
 enum Route {
@@ -141,8 +143,9 @@ fn route(ctx: &Ctx, head: &Head, addr: SocketAddr, port: u16) -> Route {
         "/health" if get => Route::Respond(health()),
         "/" if get => Route::Respond(page(STATUS_HTML, "text/html; charset=utf-8")),
         "/status.js" if get => Route::Respond(page(STATUS_JS, "text/javascript; charset=utf-8")),
+        "/client.js" if get => Route::Respond(client_js()),
         "/v1" if get => upgrade(ctx, head, addr, port),
-        "/health" | "/" | "/status.js" | "/v1" => {
+        "/health" | "/" | "/status.js" | "/client.js" | "/v1" => {
             Route::Respond(http::error_response(405, "method not allowed"))
         }
         _ => Route::Respond(http::error_response(404, "not found")),
@@ -195,6 +198,17 @@ fn valid_key(key: &str) -> bool {
     base64::engine::general_purpose::STANDARD
         .decode(key)
         .is_ok_and(|k| k.len() == 16)
+}
+
+/// Public code with no secrets: any origin may import it as a module (module scripts
+/// are fetched with CORS). The Host check above still applies.
+fn client_js() -> Vec<u8> {
+    http::response(
+        200,
+        "text/javascript; charset=utf-8",
+        &[("Access-Control-Allow-Origin", "*")],
+        CLIENT_JS.as_bytes(),
+    )
 }
 
 fn health() -> Vec<u8> {

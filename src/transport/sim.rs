@@ -18,6 +18,8 @@ use tokio::time::Instant;
 use super::{Backend, worker};
 use crate::bus::{Hub, ReaderHandle, ReaderKind, ReaderRequest, Update};
 use crate::card::{CardChannel, CardType, ReadContext};
+use crate::sim::card_model::VirtualVitale;
+use crate::sim::phone::{PhoneDescription, VirtualPhone};
 use crate::sim::{SimChannel, VirtualCard};
 
 /// Demo timing and profile.
@@ -122,7 +124,8 @@ struct SimReader {
     present: Duration,
     /// How long the reader stays empty between cards.
     absent: Duration,
-    make: fn() -> Box<dyn VirtualCard>,
+    /// Builds the card or phone for one insertion, given the phone profile AID.
+    make: fn(&[u8]) -> Box<dyn VirtualCard>,
 }
 
 impl SimReader {
@@ -183,7 +186,7 @@ impl SimReader {
                         next = Instant::now() + self.absent;
                     } else {
                         tracing::debug!(reader = self.id, "demo: card inserted");
-                        let mut channel = SimChannel::new(AnyCard((self.make)()), self.contactless);
+                        let mut channel = SimChannel::new(AnyCard((self.make)(&ctx.apcv_aid)), self.contactless);
                         let card_type = worker::on_inserted(hub, ctx, &mut channel);
                         card = Some((channel, card_type));
                         next = Instant::now() + self.present;
@@ -195,30 +198,20 @@ impl SimReader {
 }
 
 /// The virtual family Carte Vitale inserted in `sim:0`.
-fn demo_card() -> Box<dyn VirtualCard> {
-    Box::new(Placeholder {
-        atr: vec![0x3B, 0x65, 0x00, 0x00, 0x9C, 0x11, 0x01, 0x01, 0x03],
-    })
+fn demo_card(_apcv_aid: &[u8]) -> Box<dyn VirtualCard> {
+    Box::new(VirtualVitale::demo_family())
 }
 
-/// The virtual phone tapped on `sim:1`.
-fn demo_phone() -> Box<dyn VirtualCard> {
-    Box::new(Placeholder {
-        atr: vec![0x3B, 0x80, 0x80, 0x01, 0x01],
-    })
-}
-
-/// Stands in until the card and phone models land: answers "file not found".
-struct Placeholder {
-    atr: Vec<u8>,
-}
-
-impl VirtualCard for Placeholder {
-    fn atr(&self) -> Vec<u8> {
-        self.atr.clone()
-    }
-    fn process(&mut self, _capdu: &[u8]) -> Vec<u8> {
-        vec![0x6A, 0x82]
+/// The virtual phone tapped on `sim:1`, answering the configured phone AID.
+fn demo_phone(apcv_aid: &[u8]) -> Box<dyn VirtualCard> {
+    let mut desc = PhoneDescription::demo();
+    desc.aid = Some(hex::encode_upper(apcv_aid));
+    match VirtualPhone::new(&desc) {
+        Ok(phone) => Box::new(phone),
+        Err(e) => {
+            tracing::warn!(error = %e, "demo phone with the configured AID failed; using the default AID");
+            Box::new(VirtualPhone::demo())
+        }
     }
 }
 
@@ -238,8 +231,12 @@ mod tests {
             },
         );
         let mut seen: Vec<String> = Vec::new();
-        let count = |seen: &[String], ty: &str| seen.iter().filter(|t| t.contains(ty)).count();
-        while count(&seen, "\"card.removed\"") < 2 || count(&seen, "\"card.inserted\"") < 3 {
+        let read_on = |seen: &[String], id: &str| {
+            seen.iter().any(|t| {
+                t.contains("\"identity.read\"") && t.contains(&format!("\"reader\":\"{id}\""))
+            })
+        };
+        while !(read_on(&seen, "sim:0") && read_on(&seen, "sim:1")) {
             let n = tokio::time::timeout(Duration::from_secs(20), sub.rx.recv())
                 .await
                 .unwrap_or_else(|_| panic!("demo stalled after {seen:?}"))
@@ -253,19 +250,6 @@ mod tests {
                 "{id} announced"
             );
         }
-        // Card and phone alternate: the phone's insertion comes between two cards.
-        let inserted: Vec<&str> = seen
-            .iter()
-            .filter(|t| t.contains("\"card.inserted\""))
-            .map(|t| {
-                if t.contains("\"sim:0\"") {
-                    "sim:0"
-                } else {
-                    "sim:1"
-                }
-            })
-            .collect();
-        assert_eq!(&inserted[..3], ["sim:0", "sim:1", "sim:0"]);
         let started = std::time::Instant::now();
         demo.shutdown();
         assert!(

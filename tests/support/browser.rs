@@ -341,3 +341,54 @@ impl StaticServer {
         format!("http://127.0.0.1:{}", self.port)
     }
 }
+
+/// The test page: imports the client module from the daemon (`/client.js`, a
+/// cross-origin module import) or, with `?local`, from its own origin, and records
+/// what it sees in `window.t` for the test to poll.
+pub const PRACTICE_PAGE: &str = r#"<!doctype html>
+<meta charset="utf-8"><title>practice software</title>
+<script type="module">
+const q = new URLSearchParams(location.search);
+const port = q.get("port");
+const url = `ws://127.0.0.1:${port}/v1`;
+const t = (window.t = { connected: false, error: null, identities: [], inserted: [], readers: [], read: null, sig: null, rawOpened: false, rawClose: null });
+const { VitaleBridge, randomChallenge } = await import(q.has("local") ? "/vitale-bridge.js" : `http://127.0.0.1:${port}/client.js`);
+t.loaded = true;
+const bridge = new VitaleBridge({ url, reconnect: false, client: "browser-test" });
+bridge.on("identity.read", async (ev) => {
+  t.identities.push({ reader: ev.reader, source: ev.data.source, n: ev.data.beneficiaries.length,
+                      nirType: typeof ev.data.beneficiaries[0].nir });
+  try {
+    if (ev.reader === "sim:0" && !t.read) {
+      const id = await bridge.read("sim:0");
+      t.read = { source: id.source, same: JSON.stringify(id) === JSON.stringify(ev.data) };
+    }
+    if (ev.reader === "sim:1" && !t.sig) {
+      const s = await bridge.sign("sim:1", randomChallenge());
+      t.sig = { origin: s.origin, verified: s.verified, alg: s.alg };
+    }
+  } catch (e) {
+    t.opError = { code: e.code, reason: e.reason };
+  }
+});
+bridge.on("card.inserted", (ev) => t.inserted.push({ reader: ev.reader, seq: ev.seq }));
+bridge.on("readers", (m) => { t.readers = [...m.keys()].sort(); });
+bridge.connect().then(() => { t.connected = true; }, (e) => { t.error = { code: e.code, reason: e.reason, retriable: e.retriable }; });
+// The same attempt with the bare browser API: the page only ever sees a failed socket.
+const raw = new WebSocket(url);
+raw.onopen = () => { t.rawOpened = true; };
+raw.onclose = (e) => { t.rawClose = e.code; };
+</script>"#;
+
+/// A static site on its own origin serving [`PRACTICE_PAGE`] at `/` and the client
+/// module at `/vitale-bridge.js`.
+pub fn practice_site() -> StaticServer {
+    let js = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/js/vitale-bridge.js"),
+    )
+    .expect("clients/js/vitale-bridge.js");
+    StaticServer::start(vec![
+        Route::new("/", "text/html; charset=utf-8", PRACTICE_PAGE),
+        Route::new("/vitale-bridge.js", "text/javascript; charset=utf-8", js),
+    ])
+}

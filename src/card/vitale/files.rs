@@ -69,3 +69,125 @@ pub fn read_pages(channel: &mut dyn CardChannel, first: &[u8]) -> Result<FileRea
     }
     Ok(FileRead::Data(out))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::card::ChannelError;
+
+    /// Answers READ BINARY from a script keyed by offset; records offsets asked.
+    struct Pages {
+        answers: Vec<(usize, Vec<u8>)>,
+        asked: Vec<usize>,
+    }
+
+    impl CardChannel for Pages {
+        fn transmit(&mut self, capdu: &[u8]) -> Result<Vec<u8>, ChannelError> {
+            let offset = match capdu {
+                [_, 0xB0, p1, _, ..] if p1 & 0x80 != 0 => 0,
+                [_, 0xB0, p1, p2, ..] => usize::from(u16::from_be_bytes([*p1, *p2])),
+                _ => return Ok(vec![0x6D, 0x00]),
+            };
+            self.asked.push(offset);
+            Ok(self
+                .answers
+                .iter()
+                .find(|(o, _)| *o == offset)
+                .map(|(_, a)| a.clone())
+                .unwrap_or(vec![0x6B, 0x00]))
+        }
+        fn atr(&self) -> &[u8] {
+            &[]
+        }
+    }
+
+    fn page(fill: u8, len: usize, sw: [u8; 2]) -> Vec<u8> {
+        let mut v = vec![fill; len];
+        v.extend(sw);
+        v
+    }
+
+    fn data(r: FileRead) -> Vec<u8> {
+        match r {
+            FileRead::Data(d) => d.to_vec(),
+            FileRead::Refused(sw) => panic!("refused {sw:04X}"),
+        }
+    }
+
+    #[test]
+    fn pages_until_a_short_read() {
+        let mut ch = Pages {
+            answers: vec![
+                (0, page(1, 256, [0x90, 0x00])),
+                (256, page(2, 256, [0x90, 0x00])),
+                (512, page(3, 10, [0x90, 0x00])),
+            ],
+            asked: vec![],
+        };
+        let d = data(read_pages(&mut ch, &apdu::read_binary_sfi(2)).expect("reads"));
+        assert_eq!(d.len(), 522);
+        assert_eq!(ch.asked, [0, 256, 512]);
+    }
+
+    #[test]
+    fn an_error_after_the_first_page_ends_the_file() {
+        let mut ch = Pages {
+            answers: vec![(0, page(1, 256, [0x90, 0x00]))],
+            asked: vec![],
+        };
+        let d = data(read_pages(&mut ch, &apdu::read_binary_current()).expect("reads"));
+        assert_eq!(d.len(), 256);
+        assert_eq!(ch.asked, [0, 256]);
+    }
+
+    #[test]
+    fn end_of_file_status_keeps_its_data() {
+        let mut ch = Pages {
+            answers: vec![
+                (0, page(1, 256, [0x90, 0x00])),
+                (256, page(2, 256, [0x62, 0x82])),
+            ],
+            asked: vec![],
+        };
+        let d = data(read_pages(&mut ch, &apdu::read_binary_current()).expect("reads"));
+        assert_eq!(d.len(), 512);
+        assert_eq!(ch.asked, [0, 256]);
+    }
+
+    #[test]
+    fn a_refused_first_page_is_refused() {
+        let mut ch = Pages {
+            answers: vec![(0, vec![0x69, 0x82])],
+            asked: vec![],
+        };
+        assert!(matches!(
+            read_pages(&mut ch, &apdu::read_binary_current()),
+            Ok(FileRead::Refused(0x6982))
+        ));
+    }
+
+    #[test]
+    fn an_empty_file_is_empty_data() {
+        let mut ch = Pages {
+            answers: vec![(0, vec![0x90, 0x00])],
+            asked: vec![],
+        };
+        assert!(data(read_pages(&mut ch, &apdu::read_binary_current()).expect("reads")).is_empty());
+    }
+
+    #[test]
+    fn files_past_the_offset_range_are_malformed() {
+        let answers = (0..200)
+            .map(|i| (i * 256, page(0, 256, [0x90, 0x00])))
+            .collect();
+        let mut ch = Pages {
+            answers,
+            asked: vec![],
+        };
+        assert!(matches!(
+            read_pages(&mut ch, &apdu::read_binary_current()),
+            Err(CardError::Malformed(_))
+        ));
+        assert_eq!(ch.asked.len(), 128);
+    }
+}
