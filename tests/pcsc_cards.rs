@@ -269,6 +269,117 @@ async fn pcscd_killed_and_restarted_readers_and_card_come_back() {
     }
 }
 
+/// Collects one client's events until it has seen `reads` identity reads.
+async fn record_until_reads(mut c: Client, reads: usize) -> Vec<Value> {
+    let mut seen = Vec::new();
+    let mut got = 0;
+    while got < reads {
+        let ev = c.next_event().await;
+        if ev["type"] == "identity.read" {
+            got += 1;
+        }
+        seen.push(ev);
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pcscd_killed_under_client_load_every_client_gets_the_same_gapless_stream() {
+    const CLIENTS: usize = 24;
+    const ROUNDS: usize = 2;
+    let mut rig = PcscRig::start();
+    let d = daemon();
+    let mut driver = subscribed(&d, &[SLOT0, SLOT1]).await;
+    let mut watchers = Vec::new();
+    for _ in 0..CLIENTS {
+        let c = subscribed(&d, &[SLOT0, SLOT1]).await;
+        watchers.push(tokio::spawn(record_until_reads(c, ROUNDS + 1)));
+    }
+    // A client that keeps asking for status the whole time: requests are served
+    // while pcscd is gone, and none fails.
+    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut asker = Client::connect(&d.url()).await;
+    let asking = tokio::spawn(async move {
+        let mut answers = 0usize;
+        let mut states = std::collections::BTreeSet::new();
+        // Under the per-connection rate limit (50/s), so every call gets a result.
+        let mut pace = tokio::time::interval(std::time::Duration::from_millis(30));
+        loop {
+            pace.tick().await;
+            let r = asker.call("status", json!({})).await;
+            let pcsc = r["result"]["pcsc"]
+                .as_str()
+                .expect("status result")
+                .to_string();
+            states.insert(pcsc);
+            answers += 1;
+            if stop_rx.try_recv().is_ok() {
+                return (answers, states);
+            }
+        }
+    });
+    let file = card("family");
+    let _sim = Sim::insert(
+        &file,
+        0,
+        &[
+            "--reconnect",
+            "--reconnect-delay-ms",
+            "100",
+            "--connect-timeout-ms",
+            "20000",
+        ],
+    );
+    assert_eq!(outcome(&mut driver, SLOT0).await["type"], "identity.read");
+    for round in 0..ROUNDS {
+        rig.kill_pcscd();
+        loop {
+            let ev = driver.next_event().await;
+            if ev["type"] == "service.changed" && ev["data"]["state"] == "down" {
+                break;
+            }
+        }
+        rig.start_pcscd();
+        let ev = outcome(&mut driver, SLOT0).await;
+        assert_eq!(ev["type"], "identity.read", "round {round}: {ev}");
+    }
+    let _ = stop_tx.send(());
+    let (answers, states) = asking.await.expect("status asker");
+    assert!(answers > 0);
+    assert!(
+        states.contains("down"),
+        "status never saw pcsc down: {states:?}"
+    );
+
+    let mut streams = Vec::new();
+    for w in watchers {
+        streams.push(w.await.expect("watcher"));
+    }
+    let first = &streams[0];
+    // Gapless: seq numbers go up by one.
+    for pair in first.windows(2) {
+        assert_eq!(
+            pair[1]["seq"].as_u64(),
+            pair[0]["seq"].as_u64().map(|s| s + 1),
+            "gap between {} and {}",
+            pair[0],
+            pair[1]
+        );
+    }
+    let downs = first
+        .iter()
+        .filter(|e| e["type"] == "service.changed" && e["data"]["state"] == "down")
+        .count();
+    assert_eq!(downs, ROUNDS);
+    for ev in first.iter().filter(|e| e["type"] == "identity.read") {
+        assert_identity_matches(&ev["data"], &file);
+    }
+    // Every client got exactly the same events.
+    for (i, s) in streams.iter().enumerate() {
+        assert_eq!(s, first, "client {i} saw a different stream");
+    }
+}
+
 fn cli(args: &[&str]) -> std::process::Output {
     let dir = tempfile::tempdir().expect("tempdir");
     std::process::Command::new(env!("CARGO_BIN_EXE_vitale-bridge"))

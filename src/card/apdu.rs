@@ -6,6 +6,8 @@
 //! it is health data.
 
 use super::{CardChannel, CardError, ChannelError};
+use zeroize::{Zeroize, Zeroizing};
+
 use crate::codec::apdu::{self, Command, Response, StatusWord};
 
 /// Most exchanges one logical command may take (first send, GET RESPONSEs, resends).
@@ -28,9 +30,11 @@ const TRANSIENT_RETRIES: usize = 2;
 /// after a couple of retries for the transient ones.
 pub fn transceive(channel: &mut dyn CardChannel, capdu: &[u8]) -> Result<Response, CardError> {
     let mut command = capdu.to_vec();
-    let mut data = Vec::new();
+    // Identity bytes pass through every buffer here: each is wiped when dropped,
+    // including the ones left behind when `data` grows.
+    let mut data = Zeroizing::new(Vec::new());
     for _ in 0..MAX_ROUNDS {
-        let raw = transmit_with_retry(channel, &command)?;
+        let raw = Zeroizing::new(transmit_with_retry(channel, &command)?);
         let response = Response::parse(&raw)
             .ok_or_else(|| CardError::Malformed("response shorter than its status word".into()))?;
         trace_exchange(&command, &response);
@@ -41,7 +45,7 @@ pub fn transceive(channel: &mut dyn CardChannel, capdu: &[u8]) -> Result<Respons
         }
         match response.status() {
             StatusWord::MoreData(n) => {
-                data.extend_from_slice(&response.data);
+                extend_wiping(&mut data, &response.data);
                 command = apdu::get_response(n);
             }
             StatusWord::WrongLe(n) => match with_le(&command, n) {
@@ -50,9 +54,9 @@ pub fn transceive(channel: &mut dyn CardChannel, capdu: &[u8]) -> Result<Respons
                 None => return Ok(response),
             },
             _ => {
-                data.extend_from_slice(&response.data);
+                extend_wiping(&mut data, &response.data);
                 return Ok(Response {
-                    data,
+                    data: std::mem::take(&mut *data),
                     sw: response.sw,
                 });
             }
@@ -61,6 +65,19 @@ pub fn transceive(channel: &mut dyn CardChannel, capdu: &[u8]) -> Result<Respons
     Err(CardError::Malformed(format!(
         "card kept the exchange going for more than {MAX_ROUNDS} rounds"
     )))
+}
+
+/// Appends `more` to `data`, wiping the old allocation when it has to grow instead of
+/// leaving a copy of it in freed memory.
+fn extend_wiping(data: &mut Vec<u8>, more: &[u8]) {
+    let needed = data.len() + more.len();
+    if needed > data.capacity() {
+        let mut grown = Vec::with_capacity(needed.max(data.capacity() * 2));
+        grown.extend_from_slice(data);
+        data.zeroize();
+        *data = grown;
+    }
+    data.extend_from_slice(more);
 }
 
 /// `command` with its Le replaced by `le` (`00` = 256); `None` when it is not a
@@ -112,6 +129,19 @@ fn trace_exchange(command: &[u8], response: &Response) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extend_wiping_keeps_every_byte_across_growth() {
+        let mut data = Vec::new();
+        let mut expected = Vec::new();
+        for round in 0..40u8 {
+            let chunk: Vec<u8> = (0..=round).map(|b| b ^ round).collect();
+            extend_wiping(&mut data, &chunk);
+            expected.extend_from_slice(&chunk);
+            assert_eq!(data, expected, "round {round}");
+            assert!(data.capacity() >= data.len());
+        }
+    }
 
     /// A scripted channel: answers in order, records what it was sent.
     struct Script {

@@ -171,12 +171,22 @@ pub fn get_response(sw2: u8) -> Vec<u8> {
 }
 
 /// A response APDU split into data and status word.
+///
+/// Its data is wiped when it is dropped: responses carry identity bytes, and freed
+/// heap memory ends up in core dumps and swap. Take the data out with
+/// [`Response::take_data`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     /// Response data (may be empty).
     pub data: Vec<u8>,
     /// SW1 SW2.
     pub sw: u16,
+}
+
+impl Drop for Response {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.data);
+    }
 }
 
 impl Response {
@@ -187,6 +197,11 @@ impl Response {
             data: data.to_vec(),
             sw: u16::from_be_bytes(*sw),
         })
+    }
+
+    /// Moves the data out (the caller now owns wiping it).
+    pub fn take_data(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.data)
     }
 
     /// `90 00`.

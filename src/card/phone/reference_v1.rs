@@ -74,7 +74,7 @@ impl PhoneProfile for ReferenceV1 {
         let mut command = SIGN_HEADER.to_vec();
         command.extend_from_slice(digest);
         command.push(0x00);
-        let response = transceive(channel, &command)?;
+        let mut response = transceive(channel, &command)?;
         check(response.sw, "PSO compute digital signature")?;
         if response.data.len() != 64 {
             return Err(CardError::Malformed(format!(
@@ -84,7 +84,7 @@ impl PhoneProfile for ReferenceV1 {
         }
         Ok(SignOutcome {
             public_key,
-            signature: response.data,
+            signature: response.take_data(),
         })
     }
 }

@@ -41,10 +41,10 @@ pub fn read_pages(channel: &mut dyn CardChannel, first: &[u8]) -> Result<FileRea
     let mut capdu = first.to_vec();
     let mut first_page = true;
     loop {
-        let response = transceive(channel, &capdu)?;
+        let mut response = transceive(channel, &capdu)?;
         let status = response.status();
         // Moved out right away so the page's data is zeroed with `out`.
-        let page = Zeroizing::new(response.data);
+        let page = Zeroizing::new(response.take_data());
         let last = match status {
             StatusWord::Ok => page.len() < PAGE,
             StatusWord::EndOfFile => true,

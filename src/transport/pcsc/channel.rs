@@ -30,6 +30,13 @@ impl<'a> PcscChannel<'a> {
     }
 }
 
+impl Drop for PcscChannel<'_> {
+    fn drop(&mut self) {
+        // The receive buffer still holds the last response, identity bytes included.
+        zeroize::Zeroize::zeroize(&mut self.buf);
+    }
+}
+
 /// Maps a PC/SC error met while talking to a card.
 pub fn map_error(e: pcsc::Error) -> ChannelError {
     use pcsc::Error as E;
