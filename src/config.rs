@@ -71,6 +71,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Demo mode timing.
     pub demo: DemoConfig,
+    /// The opt-in Prometheus endpoint.
+    pub metrics: MetricsConfig,
 }
 
 /// Server limits (product.md §4.5).
@@ -120,6 +122,13 @@ pub struct LogConfig {
     pub level: String,
 }
 
+/// `[metrics]`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricsConfig {
+    /// Serve `GET /metrics` (Prometheus text format); off by default.
+    pub enabled: bool,
+}
+
 /// `[demo]`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DemoConfig {
@@ -155,6 +164,9 @@ impl Default for Config {
                 level: "info".into(),
             },
             demo: DemoConfig { interval_ms: 2000 },
+            metrics: MetricsConfig {
+                enabled: server.metrics,
+            },
         }
     }
 }
@@ -189,6 +201,9 @@ pub struct Layer {
     /// `[demo]`.
     #[serde(default)]
     pub demo: DemoLayer,
+    /// `[metrics]`.
+    #[serde(default)]
+    pub metrics: MetricsLayer,
 }
 
 /// `[limits]` as given.
@@ -249,6 +264,14 @@ pub struct LogLayer {
 pub struct DemoLayer {
     /// `demo.interval_ms`.
     pub interval_ms: Option<u64>,
+}
+
+/// `[metrics]` as given.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsLayer {
+    /// `metrics.enabled`.
+    pub enabled: Option<bool>,
 }
 
 impl Layer {
@@ -362,6 +385,9 @@ impl Config {
         if let Some(v) = layer.demo.interval_ms {
             self.demo.interval_ms = at_least(v, 10, src, "demo.interval_ms")?;
         }
+        if let Some(v) = layer.metrics.enabled {
+            self.metrics.enabled = v;
+        }
         Ok(())
     }
 
@@ -376,6 +402,7 @@ impl Config {
             queue_len: self.limits.queue_len,
             rate_per_sec: self.limits.rate_per_sec,
             ping_interval: Duration::from_millis(self.limits.ping_interval_ms),
+            metrics: self.metrics.enabled,
             ..ServerConfig::default()
         }
     }
@@ -421,6 +448,7 @@ struct FileView<'a> {
     apcv: &'a ApcvConfig,
     log: &'a LogConfig,
     demo: &'a DemoConfig,
+    metrics: &'a MetricsConfig,
 }
 
 impl<'a> From<&'a Config> for FileView<'a> {
@@ -436,6 +464,7 @@ impl<'a> From<&'a Config> for FileView<'a> {
             apcv: &c.apcv,
             log: &c.log,
             demo: &c.demo,
+            metrics: &c.metrics,
         }
     }
 }
@@ -667,6 +696,8 @@ mod tests {
         assert_eq!(c.limits.handshake_timeout_ms, 5_000);
         assert_eq!(c.apcv_aid(), b"\xF0vbridge\x01");
         assert!(c.pcsc.enabled && c.nfc.enabled);
+        assert!(!c.metrics.enabled, "metrics are opt-in");
+        assert!(!c.server().metrics);
     }
 
     #[test]
@@ -695,6 +726,8 @@ mod tests {
             level = "debug"
             [demo]
             interval_ms = 500
+            [metrics]
+            enabled = true
             "#,
         )
         .expect("valid");
@@ -708,6 +741,7 @@ mod tests {
         assert_eq!(c.nfc_options().poll_interval, Duration::from_millis(150));
         assert_eq!(c.apcv.aid, DEFAULT_APCV_AID);
         assert_eq!(c.demo.interval_ms, 500);
+        assert!(c.metrics.enabled && c.server().metrics);
     }
 
     #[test]
@@ -733,6 +767,10 @@ mod tests {
         assert_eq!(e.key.as_deref(), Some("log.level"));
         let e = load("[nfc]\ndevices = [\"/dev/ttyUSB0\"]").expect_err("bad connstring");
         assert_eq!(e.key.as_deref(), Some("nfc.devices"));
+        let e = load("[metrics]\nenabled = \"yes\"").expect_err("bad type");
+        assert_eq!(e.key.as_deref(), Some("enabled"));
+        let e = load("[metrics]\nport = 9100").expect_err("unknown key");
+        assert_eq!(e.key.as_deref(), Some("port"));
     }
 
     #[test]

@@ -15,7 +15,8 @@
 //! - [`sim`]: simulators shipped as product features: the virtual Carte Vitale model,
 //!   the vpcd card, the virtual phone and the PN532 emulator.
 //! - [`bus`]: the event bus and reader registry: one ordered event sequence, bounded
-//!   fan-out, the state behind `subscribe` snapshots, and the card operations.
+//!   fan-out, the state behind `subscribe` snapshots, the card operations, and the
+//!   identity-free counters behind the opt-in `/metrics`.
 //! - [`server`]: the local WebSocket/HTTP server (JSON-RPC 2.0, handshake rules, limits).
 //! - [`config`] and [`cli`]: configuration layering and the command line.
 //! - [`daemon`]: wires backends, bus and server together with one shutdown tree.

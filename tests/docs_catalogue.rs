@@ -1,6 +1,6 @@
 //! The docs that clients program against stay in step with the code: every error
 //! reason is in the catalogue with its retriability, every event type and method is
-//! in the protocol reference.
+//! in the protocol reference, every metric is in the metrics reference.
 
 use vitale_bridge::error::Reason;
 
@@ -27,6 +27,26 @@ fn error_catalogue_lists_every_reason_with_its_retriability_and_a_remedy() {
         assert!(cells[3].len() > 10, "meaning for {r}");
         assert!(cells[4].len() > 10, "remedy for {r}");
     }
+}
+
+#[test]
+fn metrics_reference_lists_every_exposed_metric_with_its_type() {
+    let text = doc("metrics.md");
+    let exposition = vitale_bridge::bus::metrics::render(&Default::default());
+    let families: Vec<(&str, &str)> = exposition
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_once(' '))
+        .collect();
+    assert!(families.len() >= 8, "{exposition}");
+    for (name, kind) in families {
+        assert!(
+            text.contains(&format!("| `{name}` | {kind} |")),
+            "docs/metrics.md has no row for {name} ({kind})"
+        );
+    }
+    let config = doc("configuration.md");
+    assert!(config.contains("| `metrics.enabled` | bool | `false` |"));
 }
 
 #[test]

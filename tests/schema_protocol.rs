@@ -118,6 +118,7 @@ fn hub_traffic() -> (Vec<Value>, Vec<Value>, Value) {
     hub.publish(Update::IdentityRead {
         reader: "sim:0".into(),
         identity: Arc::new(card_identity("sim:0")),
+        elapsed: std::time::Duration::ZERO,
     });
     hub.publish(Update::CardInserted {
         reader: "sim:1".into(),
@@ -127,6 +128,7 @@ fn hub_traffic() -> (Vec<Value>, Vec<Value>, Value) {
     hub.publish(Update::IdentityRead {
         reader: "sim:1".into(),
         identity: Arc::new(phone_identity("sim:1")),
+        elapsed: std::time::Duration::ZERO,
     });
     hub.publish(Update::SignatureCompleted {
         signature: Arc::new(signature("sim:1")),

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -19,6 +19,7 @@ use super::event::{
     ReaderState, Service, ServiceChange, ServiceState, Signature, now_rfc3339,
 };
 use super::handle::ReaderHandle;
+use super::metrics::{self, Metrics};
 use crate::card::{CardType, Identity};
 use crate::error::ProtocolError;
 
@@ -67,6 +68,8 @@ pub enum Update {
         reader: String,
         /// The identity.
         identity: Arc<Identity>,
+        /// How long the read took on the card (for the read-duration metric).
+        elapsed: Duration,
     },
     /// A read failed (ignored if the card has gone meanwhile).
     IdentityError {
@@ -181,6 +184,7 @@ pub struct Hub {
     state: Mutex<State>,
     started: Instant,
     clients: AtomicUsize,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Hub {
@@ -225,6 +229,7 @@ impl Hub {
             }),
             started: Instant::now(),
             clients: AtomicUsize::new(0),
+            metrics: Metrics::default(),
         })
     }
 
@@ -323,19 +328,28 @@ impl Hub {
                     EventKind::CardReading(Progress { step, total }),
                 );
             }
-            Update::IdentityRead { reader, identity } => {
+            Update::IdentityRead {
+                reader,
+                identity,
+                elapsed,
+            } => {
                 match st.readers.get_mut(&reader) {
                     Some(Entry {
                         reader:
                             Reader {
                                 card: Some(card),
                                 state,
+                                kind,
                                 ..
                             },
                         ..
                     }) => {
                         card.identity = Some(identity.clone());
                         *state = ReaderState::Ready;
+                        // Counted here, with the event, so the metric is exactly the
+                        // identity.read events and is updated under the lock a
+                        // scrape takes.
+                        self.metrics.read_succeeded(*kind, card.card_type, elapsed);
                     }
                     _ => return,
                 }
@@ -345,6 +359,7 @@ impl Hub {
                 if !set_state(&mut st, &reader, ReaderState::Error) {
                     return;
                 }
+                self.metrics.read_failed(error.reason);
                 emit(
                     &mut st,
                     Some(reader),
@@ -480,6 +495,27 @@ impl Hub {
     /// The open-connection counter the server maintains.
     pub fn clients(&self) -> &AtomicUsize {
         &self.clients
+    }
+
+    /// The counters behind `GET /metrics`.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Everything `GET /metrics` exposes, taken under the registry lock so reads
+    /// and their durations are seen together.
+    pub fn metrics_sample(&self) -> metrics::Sample {
+        let st = self.lock();
+        let mut sample = metrics::Sample {
+            clients: self.clients.load(Ordering::Relaxed) as u64,
+            uptime: self.started.elapsed(),
+            counters: self.metrics.counters(),
+            ..metrics::Sample::default()
+        };
+        for e in st.readers.values() {
+            sample.add_reader(e.reader.kind);
+        }
+        sample
     }
 }
 
@@ -663,6 +699,58 @@ mod tests {
         assert!(got[0].contains("card.removed"));
         assert!(got[1].contains("reader.removed"));
         assert!(hub.readers(false).is_empty());
+    }
+
+    #[test]
+    fn metrics_follow_identity_events_and_the_registry() {
+        let hub = Hub::new(PcscStatus::Disabled);
+        add(&hub, "sim:0");
+        add(&hub, "sim:1");
+        let identity = || {
+            Arc::new(Identity {
+                source: crate::card::Source::VitaleCard,
+                profile: "vitale2-public".into(),
+                reader: "sim:0".into(),
+                card_type: CardType::Vitale2,
+                environment: crate::card::Environment::Unknown,
+                beneficiaries: Vec::new(),
+                apcv: None,
+            })
+        };
+        hub.publish(Update::CardInserted {
+            reader: "sim:0".into(),
+            atr: vec![0x3B],
+            card_type: CardType::Vitale2,
+        });
+        hub.publish(Update::IdentityRead {
+            reader: "sim:0".into(),
+            identity: identity(),
+            elapsed: Duration::from_millis(30),
+        });
+        hub.publish(Update::IdentityError {
+            reader: "sim:0".into(),
+            error: ProtocolError::new(crate::error::Reason::CardMute, "x"),
+        });
+        // Outcomes for a card that has gone are not events, so not counted either.
+        hub.publish(Update::IdentityRead {
+            reader: "sim:1".into(),
+            identity: identity(),
+            elapsed: Duration::from_millis(30),
+        });
+        hub.publish(Update::IdentityError {
+            reader: "sim:1".into(),
+            error: ProtocolError::new(crate::error::Reason::CardRemoved, "x"),
+        });
+        hub.publish(Update::ReaderRemoved {
+            reader: "sim:1".into(),
+        });
+        let s = hub.metrics_sample();
+        assert_eq!(s.readers, [0, 0, 1]);
+        assert_eq!(s.counters.cards_read[2][0], 1);
+        assert_eq!(s.counters.cards_read.iter().flatten().sum::<u64>(), 1);
+        assert_eq!(s.counters.read_buckets.iter().sum::<u64>(), 1);
+        assert_eq!(s.counters.read_errors.iter().sum::<u64>(), 1);
+        assert_eq!(s.counters.read_errors[4], 1, "CARD_MUTE");
     }
 
     #[test]

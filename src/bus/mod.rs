@@ -1,10 +1,12 @@
 //! The event bus and reader registry: one ordered event sequence (`seq`), bounded
 //! fan-out to any number of subscribers, the reader/card/identity state behind
-//! `subscribe` snapshots, and the card operations clients ask for.
+//! `subscribe` snapshots, the card operations clients ask for, and the identity-free
+//! counters behind `GET /metrics`.
 
 pub mod event;
 pub mod handle;
 pub mod hub;
+pub mod metrics;
 pub mod ops;
 
 pub use event::{
@@ -12,3 +14,4 @@ pub use event::{
 };
 pub use handle::{ReaderHandle, ReaderRequest};
 pub use hub::{Hub, Notification, PcscStatus, StatusSnapshot, Subscription, Update};
+pub use metrics::Metrics;

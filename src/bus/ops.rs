@@ -88,8 +88,13 @@ impl Hub {
             .send(ReaderRequest::Sign { digest, reply })
             .await
             .map_err(|_| gone())?;
-        let outcome = await_reply(rx, SIGN_TIMEOUT).await?;
-        crate::card::phone::verify(&outcome.public_key, &message, &outcome.signature)?;
+        // The request reached the reader's backend: count its outcome once.
+        let verified = await_reply(rx, SIGN_TIMEOUT).await.and_then(|outcome| {
+            crate::card::phone::verify(&outcome.public_key, &message, &outcome.signature)
+                .map(|()| outcome)
+        });
+        self.metrics().signature(verified.is_ok());
+        let outcome = verified?;
         let signature = Arc::new(Signature {
             reader: reader.to_string(),
             alg: "ES256",

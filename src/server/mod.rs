@@ -1,5 +1,5 @@
 //! The local WebSocket/HTTP server: handshake rules, JSON-RPC 2.0, limits, `/health`,
-//! the status page (product.md §4–5).
+//! the status page (product.md §4–5), and the opt-in Prometheus `/metrics`.
 //!
 //! - [`handshake`]: pure `Host`/`Origin` rules.
 //! - [`http`]: bounded request-head reading and plain responses.
@@ -52,6 +52,8 @@ pub struct ServerConfig {
     pub max_inflight: usize,
     /// Connections still in their HTTP handshake at once; more are dropped at accept.
     pub max_pending_handshakes: usize,
+    /// Serve `GET /metrics`; when off the path is unknown (404).
+    pub metrics: bool,
 }
 
 impl Default for ServerConfig {
@@ -68,6 +70,7 @@ impl Default for ServerConfig {
             close_timeout: Duration::from_secs(3),
             max_inflight: 4,
             max_pending_handshakes: 128,
+            metrics: false,
         }
     }
 }

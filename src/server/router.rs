@@ -1,6 +1,6 @@
 //! One accepted TCP connection before any WebSocket traffic: the request head within
-//! the handshake deadline, then `/health`, the status page, or the `/v1` upgrade with
-//! every rule of product.md §4.1 checked before the 101.
+//! the handshake deadline, then `/health`, the status page, `/metrics` when enabled,
+//! or the `/v1` upgrade with every rule of product.md §4.1 checked before the 101.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -145,11 +145,37 @@ fn route(ctx: &Ctx, head: &Head, addr: SocketAddr, port: u16) -> Route {
         "/status.js" if get => Route::Respond(page(STATUS_JS, "text/javascript; charset=utf-8")),
         "/client.js" if get => Route::Respond(client_js()),
         "/v1" if get => upgrade(ctx, head, addr, port),
+        // Disabled, the endpoint does not exist: 404 like any unknown path.
+        "/metrics" if get && ctx.cfg.metrics => metrics(ctx, head, addr, port),
         "/health" | "/" | "/status.js" | "/client.js" | "/v1" => {
+            Route::Respond(http::error_response(405, "method not allowed"))
+        }
+        "/metrics" if ctx.cfg.metrics => {
             Route::Respond(http::error_response(405, "method not allowed"))
         }
         _ => Route::Respond(http::error_response(404, "not found")),
     }
+}
+
+/// `GET /metrics`: Prometheus text. A scraper sends no `Origin`; a request that does
+/// is a web page, held to the same origin rules as the WebSocket (no CORS header is
+/// sent either way). Native clients are let in whatever `allow_native_clients` says:
+/// that switch guards identities, and metrics carry none.
+fn metrics(ctx: &Ctx, head: &Head, addr: SocketAddr, port: u16) -> Route {
+    let origins = head.all("origin");
+    if !origins.is_empty()
+        && let Err(refusal) = ctx.policy.check(&origins, port)
+    {
+        tracing::info!(peer = %addr, origin = ?origins, reason = refusal.as_str(), "rejected metrics request");
+        return Route::Respond(http::error_response(403, refusal.as_str()));
+    }
+    let body = crate::bus::metrics::render(&ctx.hub.metrics_sample());
+    Route::Respond(http::response(
+        200,
+        crate::bus::metrics::CONTENT_TYPE,
+        &[],
+        body.as_bytes(),
+    ))
 }
 
 fn upgrade(ctx: &Ctx, head: &Head, addr: SocketAddr, port: u16) -> Route {

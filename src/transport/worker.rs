@@ -81,6 +81,7 @@ pub fn read(
             hub.publish(Update::IdentityRead {
                 reader: ctx.reader.clone(),
                 identity: identity.clone(),
+                elapsed: started.elapsed(),
             });
             Ok(identity)
         }

@@ -228,6 +228,7 @@ impl TestBackend {
                         hub.publish(Update::IdentityRead {
                             reader: reader.clone(),
                             identity: identity.clone(),
+                            elapsed: Duration::ZERO,
                         });
                         let _ = reply.send(Ok(identity));
                     }
