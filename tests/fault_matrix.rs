@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use vitale_bridge::bus::{ReaderKind, Update};
 use vitale_bridge::server::ServerConfig;
@@ -187,16 +187,7 @@ async fn raw_frame_exchange(port: u16, frame: &[u8]) -> Vec<u8> {
     let mut s = TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect");
-    s.write_all(ws_harness::upgrade_request(&format!("127.0.0.1:{port}"), None).as_bytes())
-        .await
-        .expect("upgrade");
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut b).await.expect("head");
-        head.push(b[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101 "));
+    ws_harness::raw_upgrade(&mut s, port).await;
     s.write_all(frame).await.expect("frame");
     let mut got = Vec::new();
     tokio::time::timeout(WAIT, async {
@@ -276,17 +267,8 @@ async fn a_client_reading_one_byte_a_second_is_dropped_without_slowing_anyone() 
 
     // The trickle client: small socket buffer, subscribes, then takes one byte a
     // second for as long as the server keeps the connection.
-    let socket = TcpSocket::new_v4().expect("socket");
-    socket.set_recv_buffer_size(4096).expect("rcvbuf");
-    let mut s = socket
-        .connect(([127, 0, 0, 1], server.port).into())
-        .await
-        .expect("connect");
-    s.write_all(
-        ws_harness::upgrade_request(&format!("127.0.0.1:{}", server.port), None).as_bytes(),
-    )
-    .await
-    .expect("upgrade");
+    let mut s = ws_harness::small_window_tcp(server.port).await;
+    ws_harness::raw_upgrade(&mut s, server.port).await;
     // A masked text frame with `subscribe` (mask 0 keeps the payload readable).
     let sub = br#"{"jsonrpc":"2.0","id":1,"method":"subscribe"}"#;
     let mut frame = vec![0x81, 0x80 | sub.len() as u8, 0, 0, 0, 0];
@@ -311,22 +293,7 @@ async fn a_client_reading_one_byte_a_second_is_dropped_without_slowing_anyone() 
 
     // Publish at the fast client's pace; each event is big enough that the trickle
     // client's socket and queue fill after a few dozen.
-    let mut published = 0usize;
-    while server.hub.subscriber_count() == 2 {
-        assert!(
-            published < 20_000,
-            "trickle client never hit its queue limit"
-        );
-        server.hub.publish(Update::ReaderAdded {
-            id: format!("sim:{published}"),
-            name: "n".repeat(4096),
-            kind: ReaderKind::Simulated,
-            contactless: false,
-            handle: None,
-        });
-        published += 1;
-        assert_eq!(fast.next_event().await["seq"], published as u64);
-    }
+    let published = ws_harness::publish_until_a_subscriber_drops(&server, &mut fast).await;
     // Its slot is given back within the close timeout, even though it never drains
     // what is already in flight.
     ws_harness::until("trickle client's slot released", || {

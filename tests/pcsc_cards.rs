@@ -221,15 +221,10 @@ async fn two_slots_a_vitale_and_a_foreign_card_each_handled() {
     sim.remove();
 }
 
-#[tokio::test]
-async fn pcscd_killed_and_restarted_readers_and_card_come_back() {
-    let mut rig = PcscRig::start();
-    let d = daemon();
-    let mut c = subscribed(&d, &[SLOT0, SLOT1]).await;
-    let file = card("family");
-    // --reconnect: the card goes back into vpcd once pcscd is back.
-    let _sim = Sim::insert(
-        &file,
+/// A card in slot 0 that goes back into vpcd whenever pcscd comes back.
+fn reconnecting_sim(file: &std::path::Path) -> Sim {
+    Sim::insert(
+        file,
         0,
         &[
             "--reconnect",
@@ -238,7 +233,16 @@ async fn pcscd_killed_and_restarted_readers_and_card_come_back() {
             "--connect-timeout-ms",
             "20000",
         ],
-    );
+    )
+}
+
+#[tokio::test]
+async fn pcscd_killed_and_restarted_readers_and_card_come_back() {
+    let mut rig = PcscRig::start();
+    let d = daemon();
+    let mut c = subscribed(&d, &[SLOT0, SLOT1]).await;
+    let file = card("family");
+    let _sim = reconnecting_sim(&file);
     assert_eq!(outcome(&mut c, SLOT0).await["type"], "identity.read");
     for round in 0..3 {
         rig.kill_pcscd();
@@ -319,17 +323,7 @@ async fn pcscd_killed_under_client_load_every_client_gets_the_same_gapless_strea
         }
     });
     let file = card("family");
-    let _sim = Sim::insert(
-        &file,
-        0,
-        &[
-            "--reconnect",
-            "--reconnect-delay-ms",
-            "100",
-            "--connect-timeout-ms",
-            "20000",
-        ],
-    );
+    let _sim = reconnecting_sim(&file);
     assert_eq!(outcome(&mut driver, SLOT0).await["type"], "identity.read");
     for round in 0..ROUNDS {
         rig.kill_pcscd();

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use vitale_bridge::bus::{ReaderKind, Update};
@@ -53,19 +53,7 @@ async fn huge_frame_header_is_refused_without_reading_the_payload() {
     let mut s = TcpStream::connect(("127.0.0.1", server.port))
         .await
         .expect("connect");
-    s.write_all(
-        ws_harness::upgrade_request(&format!("127.0.0.1:{}", server.port), None).as_bytes(),
-    )
-    .await
-    .expect("upgrade");
-    // Read the 101 head.
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut b).await.expect("head");
-        head.push(b[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101 "));
+    ws_harness::raw_upgrade(&mut s, server.port).await;
     // A masked text frame announcing 2^62 bytes, with none of them sent.
     let mut frame = vec![0x81, 0x80 | 127];
     frame.extend_from_slice(&(1u64 << 62).to_be_bytes());
@@ -102,12 +90,7 @@ async fn client_that_never_reads_is_closed_1008_others_keep_receiving() {
     fast.call("subscribe", json!({})).await;
 
     // The slow client: a tiny receive buffer, subscribes, then stops reading.
-    let socket = TcpSocket::new_v4().expect("socket");
-    socket.set_recv_buffer_size(4096).expect("rcvbuf");
-    let tcp = socket
-        .connect(([127, 0, 0, 1], server.port).into())
-        .await
-        .expect("connect");
+    let tcp = ws_harness::small_window_tcp(server.port).await;
     let (mut slow, _) = tokio_tungstenite::client_async(server.url(), tcp)
         .await
         .expect("slow client");
@@ -122,14 +105,7 @@ async fn client_that_never_reads_is_closed_1008_others_keep_receiving() {
     assert_eq!(server.hub.subscriber_count(), 2);
 
     // Publish at the fast client's pace until the hub drops the slow one.
-    let mut published = 0usize;
-    while server.hub.subscriber_count() == 2 {
-        assert!(published < 20_000, "slow client never hit its queue limit");
-        add_reader(&server, published, 4096);
-        published += 1;
-        let ev = fast.next_event().await;
-        assert_eq!(ev["seq"], published as u64);
-    }
+    let published = ws_harness::publish_until_a_subscriber_drops(&server, &mut fast).await;
     // The slow client now reads: a gapless prefix of the events, then 1008.
     let mut expected = start_seq + 1;
     let code = loop {

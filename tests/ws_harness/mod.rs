@@ -275,3 +275,54 @@ pub async fn until(what: &str, mut cond: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// A connection to `port` with a 4 KiB receive buffer: a client that stops reading
+/// on it fills up after a few messages.
+pub async fn small_window_tcp(port: u16) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    socket
+        .connect(([127, 0, 0, 1], port).into())
+        .await
+        .expect("connect")
+}
+
+/// Sends a native upgrade request on `s` and reads the 101 head, byte by byte so no
+/// frame after it is consumed.
+pub async fn raw_upgrade(s: &mut TcpStream, port: u16) {
+    s.write_all(upgrade_request(&format!("127.0.0.1:{port}"), None).as_bytes())
+        .await
+        .expect("upgrade");
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut b).await.expect("head");
+        head.push(b[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101 "), "{head:?}");
+}
+
+/// Publishes 4 KiB `reader.added` events at `fast`'s pace (checking each arrives in
+/// order) until the hub has dropped one of its two subscribers; returns the count.
+pub async fn publish_until_a_subscriber_drops(
+    server: &Server,
+    fast: &mut crate::support::Client,
+) -> usize {
+    let mut published = 0usize;
+    while server.hub.subscriber_count() == 2 {
+        assert!(
+            published < 20_000,
+            "the slow client never hit its queue limit"
+        );
+        server.hub.publish(Update::ReaderAdded {
+            id: format!("sim:{published}"),
+            name: "n".repeat(4096),
+            kind: ReaderKind::Simulated,
+            contactless: false,
+            handle: None,
+        });
+        published += 1;
+        assert_eq!(fast.next_event().await["seq"], published as u64);
+    }
+    published
+}
