@@ -664,15 +664,17 @@ async fn open_subscribed(
         .acquire()
         .await
         .map_err(|_| LoadError::Server("connect gate closed".into()))?;
-    let mut s = connect(opts, slow).await?;
-    call(
-        &mut s,
-        1,
-        "hello",
-        json!({"client": format!("load-{n}"), "protocol": 1}),
-    )
-    .await?;
-    let sub = call(&mut s, 2, "subscribe", json!({})).await?;
+    // Bounded: a handshake the server never answers must fail this client, not
+    // hold the window open forever.
+    let (s, sub) = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut s = connect(opts, slow).await?;
+        let hello = json!({"client": format!("load-{n}"), "protocol": 1});
+        call(&mut s, 1, "hello", hello).await?;
+        let sub = call(&mut s, 2, "subscribe", json!({})).await?;
+        Ok::<_, LoadError>((s, sub))
+    })
+    .await
+    .map_err(|_| LoadError::Server("connect + hello + subscribe took over 30 s".into()))??;
     let seq = sub
         .get("seq")
         .and_then(Value::as_u64)
