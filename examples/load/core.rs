@@ -478,7 +478,7 @@ pub struct Report {
     pub samples: Vec<SoakSample>,
     /// Time to connect and subscribe every client, seconds.
     pub connect_s: f64,
-    /// Event templates recorded from the first client: (ms since the first, JSON).
+    /// Event templates recorded from the first client: (receipt, ms since start; JSON).
     #[serde(skip)]
     pub templates: Vec<(f64, String)>,
 }
@@ -771,8 +771,7 @@ async fn fast_client(
                 });
             }
             if n == 0 && r.templates.len() < opts.record {
-                let base = r.templates.first().map(|t| t.0).unwrap_or(at as f64 / 1e6);
-                r.templates.push((at as f64 / 1e6 - base, text.to_string()));
+                r.templates.push((at as f64 / 1e6, text.to_string()));
             }
         }
         if target.is_some_and(|t| r.last >= t) {
@@ -1204,9 +1203,10 @@ pub fn soak_verdict(samples: &[SoakSample], tolerance: f64) -> Option<Verdict> {
 
 /// Writes recorded events as a JSON array of `{atMs, message}` for a peer server.
 pub fn write_templates(path: &Path, templates: &[(f64, String)]) -> Result<(), LoadError> {
+    let first = templates.first().map_or(0.0, |t| t.0);
     let v: Vec<Value> = templates
         .iter()
-        .map(|(at, m)| json!({"atMs": at, "message": m}))
+        .map(|(at, m)| json!({"atMs": at - first, "message": m}))
         .collect();
     let text = serde_json::to_string(&v)
         .map_err(|e| LoadError::Server(format!("encode templates: {e}")))?;
