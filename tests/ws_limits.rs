@@ -268,3 +268,41 @@ async fn shutdown_closes_every_client_with_1001() {
             .is_err()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_limit_not_the_kernel_bounds_what_a_stuck_client_holds() {
+    // Default queue (1024) and a client with the OS's default receive buffer that
+    // subscribes and never reads. The daemon's fixed send buffer means the client is
+    // closed once roughly queue_len events are waiting, not after the megabytes an
+    // autotuned loopback buffer would swallow first.
+    let server = Server::start(cfg()).await;
+    let mut fast = support::Client::connect(&server.url()).await;
+    fast.call("subscribe", json!({})).await;
+    let (mut stuck, _) = tokio_tungstenite::connect_async(server.url())
+        .await
+        .expect("stuck client");
+    stuck
+        .send(Message::text(
+            r#"{"jsonrpc":"2.0","id":1,"method":"subscribe"}"#,
+        ))
+        .await
+        .expect("subscribe");
+    ws_harness::until("stuck client subscribed", || {
+        server.hub.subscriber_count() == 2
+    })
+    .await;
+    let published = ws_harness::publish_until_a_subscriber_drops(&server, &mut fast).await;
+    // What may sit outside the queue: our send buffer (64 KiB, doubled by Linux) and
+    // the client's receive buffer at its default size (tcp_rmem's middle value,
+    // doubled), in ~4.2 KiB events, plus slack.
+    let rmem_default: usize = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_rmem")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(131_072);
+    let in_flight = (2 * 64 * 1024 + 2 * rmem_default) / 4096;
+    let bound = ServerConfig::default().queue_len + in_flight + 64;
+    assert!(
+        published <= bound,
+        "{published} events published before the stuck client was dropped (bound {bound})"
+    );
+}

@@ -34,6 +34,10 @@ enum Route {
     },
 }
 
+/// Kernel send buffer per connection (Linux doubles it for bookkeeping): a few hundred
+/// events, against megabytes when autotuned.
+const SEND_BUFFER: usize = 64 * 1024;
+
 /// Serves one connection from accept to close.
 pub async fn handle(
     ctx: Arc<Ctx>,
@@ -47,6 +51,12 @@ pub async fn handle(
         Err(_) => return,
     };
     let _ = stream.set_nodelay(true);
+    // Left alone, Linux autotunes a loopback send buffer to megabytes at once, so a
+    // client that stops reading would swallow thousands of events before the
+    // per-client queue (`queue_len`) even starts to fill, and the daemon's memory per
+    // stuck client would be bounded by the kernel, not by us. A fixed buffer keeps
+    // both the queue limit meaningful and the memory per client small.
+    let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER);
     // The head, the decision and the response all fit in the handshake deadline; a
     // slow or silent client holds no client slot while it dawdles.
     let deadline = tokio::time::Instant::now() + ctx.cfg.handshake_timeout;
