@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use serde_json::{Value, json};
-use support::browser::Browser;
+use support::browser::open_status_page;
 use support::{Client, Daemon, WAIT};
 
 /// Every string value of an identity (names, dates, NIR, INS, context).
@@ -43,31 +43,7 @@ async fn status_page_never_receives_nor_shows_an_identity() {
     secrets.retain(|s| !s.starts_with("1.2.250"));
     assert!(secrets.len() >= 4, "demo identities have names and NIRs");
 
-    let mut browser = Browser::launch().await;
-    browser
-        .navigate(&format!("http://127.0.0.1:{}/", daemon.port))
-        .await;
-    browser
-        .wait_for(
-            "document.getElementById('conn').textContent === 'connected'",
-            "the page to connect",
-        )
-        .await;
-    let version = browser
-        .wait_for(
-            "document.getElementById('version').textContent || null",
-            "the version",
-        )
-        .await;
-    assert_eq!(version, format!("v{}", env!("CARGO_PKG_VERSION")));
-    let rows = browser
-        .wait_for(
-            "(() => { const t = document.getElementById('readers').innerText; \
-               return t.includes('sim:0') && t.includes('sim:1') ? t : null })()",
-            "both simulated readers",
-        )
-        .await;
-    assert!(rows.as_str().expect("text").contains("simulated"));
+    let mut browser = open_status_page(daemon.port).await;
 
     // It keeps updating: the event table gains identity.read and card.removed rows
     // and the card reader's state changes over time.

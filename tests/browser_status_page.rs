@@ -7,7 +7,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use support::browser::Browser;
+use support::browser::open_status_page;
 use support::{Daemon, WAIT};
 
 #[tokio::test]
@@ -19,31 +19,7 @@ async fn status_page_renders_readers_and_updates_live() {
         "--demo-interval-ms",
         "300",
     ]);
-    let mut browser = Browser::launch().await;
-    browser
-        .navigate(&format!("http://127.0.0.1:{}/", daemon.port))
-        .await;
-    browser
-        .wait_for(
-            "document.getElementById('conn').textContent === 'connected'",
-            "the page to connect",
-        )
-        .await;
-    let version = browser
-        .wait_for(
-            "document.getElementById('version').textContent || null",
-            "the version",
-        )
-        .await;
-    assert_eq!(version, format!("v{}", env!("CARGO_PKG_VERSION")));
-    let rows = browser
-        .wait_for(
-            "(() => { const t = document.getElementById('readers').innerText; \
-               return t.includes('sim:0') && t.includes('sim:1') ? t : null })()",
-            "both simulated readers",
-        )
-        .await;
-    assert!(rows.as_str().expect("text").contains("simulated"));
+    let mut browser = open_status_page(daemon.port).await;
     let services = browser
         .wait_for(
             "document.getElementById('services').innerText.includes('PC/SC') && \

@@ -392,3 +392,32 @@ pub fn practice_site() -> StaticServer {
         Route::new("/vitale-bridge.js", "text/javascript; charset=utf-8", js),
     ])
 }
+
+/// Opens the daemon's status page on `port` and waits until it is connected, shows
+/// this build's version and lists both demo readers (`sim:0`, `sim:1`).
+pub async fn open_status_page(port: u16) -> Browser {
+    let mut browser = Browser::launch().await;
+    browser.navigate(&format!("http://127.0.0.1:{port}/")).await;
+    browser
+        .wait_for(
+            "document.getElementById('conn').textContent === 'connected'",
+            "the page to connect",
+        )
+        .await;
+    let version = browser
+        .wait_for(
+            "document.getElementById('version').textContent || null",
+            "the version",
+        )
+        .await;
+    assert_eq!(version, format!("v{}", env!("CARGO_PKG_VERSION")));
+    let rows = browser
+        .wait_for(
+            "(() => { const t = document.getElementById('readers').innerText; \
+               return t.includes('sim:0') && t.includes('sim:1') ? t : null })()",
+            "both simulated readers",
+        )
+        .await;
+    assert!(rows.as_str().expect("text").contains("simulated"));
+    browser
+}
