@@ -1,5 +1,6 @@
 // Runs the real vitale-bridge binary for the client's integration tests: waits for
 // its ready line (never a fixed sleep) and stops it with SIGTERM.
+import { after, before } from "node:test";
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -89,4 +90,27 @@ export function waitFor(bridge, type, pred = () => true, ms = 15000) {
       resolve(detail);
     });
   });
+}
+
+/** The test origin the shared demo daemon allows. */
+export const ORIGIN = "https://practice.example";
+
+/**
+ * Starts one demo daemon (allowing {@link ORIGIN}) before the file's tests and stops
+ * it after them. Returns `daemon()` for the running daemon and `bridge(extra)` for a
+ * client connecting from ORIGIN.
+ */
+export function useDemoDaemon(VitaleBridge) {
+  let daemon;
+  before(async () => {
+    daemon = await startDaemon(["demo", "--listen", "127.0.0.1:0", "--demo-interval-ms", "500", "--allow-origin", ORIGIN]);
+  });
+  after(async () => {
+    await daemon?.stop();
+  });
+  return {
+    daemon: () => daemon,
+    bridge: (extra = {}) =>
+      new VitaleBridge({ url: daemon.url, WebSocket: webSocketFrom(ORIGIN), client: "node-test", ...extra }),
+  };
 }

@@ -1,25 +1,14 @@
 // The client against the real daemon in demo mode: snapshot and live events, errors
 // as exceptions, origin refusal, reconnection after a restart. Identities and
 // signatures: identity.test.js.
-import { test, after, before } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 
 import { VitaleBridge, VitaleBridgeError } from "../vitale-bridge.js";
-import { startDaemon, webSocketFrom, nodeWebSocket, waitFor } from "./daemon.js";
+import { ORIGIN, startDaemon, useDemoDaemon, webSocketFrom, nodeWebSocket, waitFor } from "./daemon.js";
 
-const ORIGIN = "https://practice.example";
-let daemon;
-
-before(async () => {
-  daemon = await startDaemon(["demo", "--listen", "127.0.0.1:0", "--demo-interval-ms", "500", "--allow-origin", ORIGIN]);
-});
-after(async () => {
-  await daemon?.stop();
-});
-
-function bridge(extra = {}) {
-  return new VitaleBridge({ url: daemon.url, WebSocket: webSocketFrom(ORIGIN), client: "node-test", ...extra });
-}
+const demo = useDemoDaemon(VitaleBridge);
+const bridge = demo.bridge;
 
 test("the snapshot and live events keep the reader map", async () => {
   const b = bridge();
@@ -41,7 +30,7 @@ test("the snapshot and live events keep the reader map", async () => {
 });
 
 test("a native client (no Origin) is allowed by default", async () => {
-  const b = new VitaleBridge({ url: daemon.url, WebSocket: nodeWebSocket() });
+  const b = new VitaleBridge({ url: demo.daemon().url, WebSocket: nodeWebSocket() });
   try {
     const hello = await b.connect();
     assert.equal(hello.server, "vitale-bridge");
@@ -66,7 +55,7 @@ test("errors are exceptions with code, reason and retriable", async () => {
 });
 
 test("a page on an origin that is not allowed cannot connect", async () => {
-  const b = new VitaleBridge({ url: daemon.url, WebSocket: webSocketFrom("https://evil.example"), reconnect: false });
+  const b = new VitaleBridge({ url: demo.daemon().url, WebSocket: webSocketFrom("https://evil.example"), reconnect: false });
   await assert.rejects(b.connect(), (e) => e.code === "DISCONNECTED" && e.retriable === true);
   assert.equal(b.connected, false);
 });

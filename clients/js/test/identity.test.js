@@ -1,25 +1,14 @@
 // The client against the real daemon in demo mode, with the virtual Carte Vitale and
 // phone: identity.read events, the cached read(), and origin-bound signatures
 // verified here with WebCrypto.
-import { test, after, before } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 
 import { VitaleBridge, randomChallenge } from "../vitale-bridge.js";
-import { startDaemon, webSocketFrom, nodeWebSocket, waitFor } from "./daemon.js";
+import { ORIGIN, useDemoDaemon, nodeWebSocket, waitFor } from "./daemon.js";
 
-const ORIGIN = "https://practice.example";
-let daemon;
-
-before(async () => {
-  daemon = await startDaemon(["demo", "--listen", "127.0.0.1:0", "--demo-interval-ms", "500", "--allow-origin", ORIGIN]);
-});
-after(async () => {
-  await daemon?.stop();
-});
-
-function bridge(extra = {}) {
-  return new VitaleBridge({ url: daemon.url, WebSocket: webSocketFrom(ORIGIN), client: "node-test", ...extra });
-}
+const demo = useDemoDaemon(VitaleBridge);
+const bridge = demo.bridge;
 
 test("snapshot and events keep the reader map; identity.read arrives and read() returns it", async () => {
   const b = bridge();
@@ -75,7 +64,7 @@ test("a phone signs a challenge bound to this origin; the signature verifies", a
 
 
 test("a native client signs as native:", async () => {
-  const b = new VitaleBridge({ url: daemon.url, WebSocket: nodeWebSocket() });
+  const b = new VitaleBridge({ url: demo.daemon().url, WebSocket: nodeWebSocket() });
   try {
     await b.connect();
     await waitFor(b, "identity.read", (e) => e.reader === "sim:1");
