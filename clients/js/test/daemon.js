@@ -6,24 +6,25 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import WebSocket from "ws";
 
 /** The daemon binary: $VITALE_BRIDGE_BIN or the workspace's debug build. */
 export const BIN = process.env.VITALE_BRIDGE_BIN ?? fileURLToPath(new URL("../../../target/debug/vitale-bridge", import.meta.url));
 
-/** A WebSocket constructor for Node: the global one (Node >= 22, or Node 20 with --experimental-websocket). */
+/**
+ * The WebSocket constructor the tests use: the `ws` package (a devDependency, installed
+ * by `npm ci` or scripts/setup), so the suite runs the same on every Node >= 18, with or
+ * without a global WebSocket (Debian 12's Node 18 has none).
+ */
 export function nodeWebSocket() {
-  if (typeof globalThis.WebSocket !== "function") {
-    throw new Error("no global WebSocket: run with Node >= 22 or `node --experimental-websocket --test` (npm test does)");
-  }
-  return globalThis.WebSocket;
+  return WebSocket;
 }
 
 /** A WebSocket constructor that sends `Origin: origin`, like a browser page on that origin. */
 export function webSocketFrom(origin) {
-  const Base = nodeWebSocket();
-  return class extends Base {
+  return class extends WebSocket {
     constructor(url, protocols) {
-      super(url, { protocols, headers: { Origin: origin } });
+      super(url, protocols ?? [], { origin });
     }
   };
 }
