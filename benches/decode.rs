@@ -24,6 +24,7 @@ fn bench(c: &mut Criterion) {
     let ctx = ReadContext {
         reader: "sim:bench".into(),
         apcv_aid: Vec::new(),
+        environment: None,
     };
 
     c.bench_function("tlv::decode demo family identity EF", |b| {

@@ -130,6 +130,7 @@ async fn main() {
     let ctx = ReadContext {
         reader: "bench".into(),
         apcv_aid: vec![0xF0, 0x76, 0x62, 0x72, 0x69, 0x64, 0x67, 0x65, 0x01],
+        environment: None,
     };
     let t = card::detect(&mut ch, &ctx).expect("detect");
     let detect_apdus = ch.apdu_count();

@@ -42,6 +42,7 @@ fn record<C: VirtualCard>(card: C, card_type: CardType, contactless: bool) -> Ve
     let ctx = ReadContext {
         reader: "seed:0".into(),
         apcv_aid: hex::decode(vitale_bridge::config::DEFAULT_APCV_AID).unwrap_or_default(),
+        environment: None,
     };
     let mut channel = SimChannel::new(
         Recorder {

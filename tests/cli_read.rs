@@ -32,6 +32,10 @@ fn read_json_prints_the_identity_and_plain_progress() {
     let want = vitale_bridge::sim::card_model::CardDescription::demo_family();
     assert_eq!(identity["reader"], "sim:0");
     assert_eq!(
+        identity["environment"], "demo",
+        "simulated readers say demo"
+    );
+    assert_eq!(
         identity["beneficiaries"][0]["surname"],
         want.beneficiaries[0].surname.as_str()
     );

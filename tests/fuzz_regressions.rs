@@ -49,6 +49,7 @@ fn recorded_reads_decode_to_an_identity() {
     let ctx = ReadContext {
         reader: "replay:0".into(),
         apcv_aid: hex::decode(vitale_bridge::config::DEFAULT_APCV_AID).expect("aid"),
+        environment: None,
     };
     for (target, card_type, contactless) in [
         ("vitale_read", CardType::Vitale2, false),

@@ -108,6 +108,46 @@ async fn tapped_phone_is_read_and_signs_for_the_page_origin_only() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_configured_device_is_listed_from_the_first_connection_on() {
+    // A device node that never answers: libnfc's open waits on it, then gives up.
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    let tty = nix::unistd::ttyname(&pty.slave).expect("ttyname");
+    let connstring = format!("pn532_uart:{}", tty.display());
+    let d = Daemon::spawn(&[
+        "run",
+        "--no-pcsc",
+        "--nfc",
+        &connstring,
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let mut client = Client::connect(&d.url()).await;
+    let status = client.call("status", json!({})).await;
+    let nfc = status["result"]["nfc"].as_array().expect("nfc list");
+    assert_eq!(nfc.len(), 1, "{status}");
+    assert_eq!(nfc[0]["connstring"], connstring.as_str(), "{status}");
+    // Still opening, unless libnfc already gave up on the silent device.
+    assert!(
+        nfc[0]["state"] == "opening" || nfc[0]["state"] == "down",
+        "{status}"
+    );
+    client.call("subscribe", json!({})).await;
+    let status = loop {
+        let status = client.call("status", json!({})).await;
+        if status["result"]["nfc"][0]["state"] == "down" {
+            break status;
+        }
+        let down = client.wait_event("service.changed").await;
+        assert_eq!(down["data"]["state"], "down", "{down}");
+    };
+    assert_eq!(
+        status["result"]["nfc"][0]["connstring"],
+        connstring.as_str()
+    );
+    drop(pty);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn unplugged_device_goes_down_and_comes_back_up() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut emu = Emulator::start(dir.path(), &["--tapped"]);

@@ -293,15 +293,10 @@ async fn hostile_cards_end_in_identity_error_and_the_backend_goes_on() {
     ] {
         let sim = Sim::insert(&card(&format!("hostile-{mode}")), 0, &[]);
         let ins = ev.until("card.inserted", Some(SLOT0)).await;
-        // A card whose answers never confirm a Carte Vitale is reported `unknown` and
-        // left alone; one that does is read and must fail cleanly.
-        if ins["data"]["cardType"] == "vitale2" {
-            let mut seen = Vec::new();
-            let e = outcome(&mut ev, SLOT0, &mut seen).await;
-            assert_eq!(e["type"], "identity.error", "{mode}: {e}");
-        } else {
-            assert_eq!(ins["data"]["cardType"], "unknown", "{mode}: {ins}");
-        }
+        // Its ATR says Carte Vitale: confirmed or not, it ends in an error.
+        let mut seen = Vec::new();
+        let e = outcome(&mut ev, SLOT0, &mut seen).await;
+        assert_eq!(e["type"], "identity.error", "{mode}: {e}");
         eprintln!("hostile {mode}: cardType {}", ins["data"]["cardType"]);
         sim.remove();
         loop {

@@ -160,15 +160,27 @@ async fn hostile_cards_end_in_a_clean_error_and_the_next_card_reads() {
     ] {
         let sim = Sim::insert(&card(&format!("hostile-{mode}")), 0, &[]);
         let mut seen = Vec::new();
-        let ins = wait_for(&mut c, "card.inserted", SLOT0, &mut seen).await;
-        // Unconfirmed as a Carte Vitale: `unknown`, left alone. Confirmed: read, and
-        // the read must fail cleanly.
-        if ins["data"]["cardType"] == "vitale2" {
-            let ev = outcome(&mut c, SLOT0).await;
-            assert_eq!(ev["type"], "identity.error", "{mode}: {ev}");
+        wait_for(&mut c, "card.inserted", SLOT0, &mut seen).await;
+        // Its ATR says Carte Vitale: whether detection confirms it or not, the card
+        // ends in an error naming what it did, never in silence.
+        let ev = outcome(&mut c, SLOT0).await;
+        assert_eq!(ev["type"], "identity.error", "{mode}: {ev}");
+        let reason = ev["data"]["reason"].as_str().unwrap_or_default();
+        let want = if mode == "mute" {
+            "CARD_MUTE"
         } else {
-            assert_eq!(ins["data"]["cardType"], "unknown", "{mode}: {ins}");
-        }
+            "CARD_UNSUPPORTED"
+        };
+        assert_eq!(reason, want, "{mode}: {ev}");
+        assert!(
+            ev["data"]["message"].as_str().is_some_and(|m| m.len() > 10),
+            "{mode}: {ev}"
+        );
+        // So does a read request on it.
+        let res = c
+            .call("card.read", json!({"reader": reader_id(SLOT0)}))
+            .await;
+        assert_eq!(res["error"]["data"]["reason"], want, "{mode}: {res}");
         sim.remove();
         wait_for(&mut c, "card.removed", SLOT0, &mut seen).await;
         assert!(!seen.iter().any(|e| e["type"] == "identity.read"), "{mode}");

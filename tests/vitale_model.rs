@@ -13,6 +13,7 @@ fn ctx() -> ReadContext {
     ReadContext {
         reader: "sim:model".into(),
         apcv_aid: vec![0xF0, 0x76, 0x62, 0x72, 0x69, 0x64, 0x67, 0x65, 0x01],
+        environment: None,
     }
 }
 

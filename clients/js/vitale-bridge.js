@@ -146,6 +146,9 @@ function toBytes(value) {
 /** A fresh random challenge (default 32 bytes) as base64url, for `sign`. */
 export function randomChallenge(length = 32) {
   const bytes = new Uint8Array(length);
+  if (typeof globalThis.crypto?.getRandomValues !== "function") {
+    throw new TypeError("no Web Crypto: on Node 18 set globalThis.crypto = (await import('node:crypto')).webcrypto");
+  }
   globalThis.crypto.getRandomValues(bytes);
   return base64url(bytes);
 }

@@ -73,6 +73,7 @@ fn read_context() -> ReadContext {
     ReadContext {
         reader: "fuzz:0".into(),
         apcv_aid: hex::decode(vitale_bridge::config::DEFAULT_APCV_AID).unwrap_or_default(),
+        environment: None,
     }
 }
 

@@ -154,8 +154,30 @@ pub struct StatusSnapshot {
 pub struct NfcStatus {
     /// libnfc connstring.
     pub connstring: String,
-    /// Up or down.
-    pub state: ServiceState,
+    /// Opening, up or down.
+    pub state: NfcState,
+}
+
+/// An NFC device's state for `status`: a configured device is listed from start-up
+/// on, `opening` until its thread first reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NfcState {
+    /// Configured; the first open attempt has not finished.
+    Opening,
+    /// Open.
+    Up,
+    /// Not reachable; retrying with backoff.
+    Down,
+}
+
+impl From<ServiceState> for NfcState {
+    fn from(s: ServiceState) -> Self {
+        match s {
+            ServiceState::Up => NfcState::Up,
+            ServiceState::Down => NfcState::Down,
+        }
+    }
 }
 
 struct Entry {
@@ -176,7 +198,7 @@ struct State {
     subscribers: Vec<Subscriber>,
     next_subscriber: u64,
     pcsc: PcscStatus,
-    nfc: BTreeMap<String, ServiceState>,
+    nfc: BTreeMap<String, NfcState>,
 }
 
 /// The event bus and reader registry. Cheap to share as `Arc<Hub>`.
@@ -399,7 +421,10 @@ impl Hub {
                         };
                         std::mem::replace(&mut st.pcsc, new) != new
                     }
-                    Service::Nfc => st.nfc.insert(detail.clone(), state) != Some(state),
+                    Service::Nfc => {
+                        let new = NfcState::from(state);
+                        st.nfc.insert(detail.clone(), new) != Some(new)
+                    }
                 };
                 if changed {
                     emit(
@@ -490,6 +515,15 @@ impl Hub {
     /// Sets the PC/SC status without an event (start-up configuration).
     pub fn set_pcsc_status(&self, status: PcscStatus) {
         self.lock().pcsc = status;
+    }
+
+    /// Lists a configured NFC device as `opening` (no event: `service.changed` says
+    /// up or down once its thread knows).
+    pub fn nfc_opening(&self, connstring: &str) {
+        self.lock()
+            .nfc
+            .entry(connstring.to_owned())
+            .or_insert(NfcState::Opening);
     }
 
     /// The open-connection counter the server maintains.
@@ -649,6 +683,36 @@ mod tests {
             reader: "sim:0".into(),
         });
         assert_eq!(seqs(&mut sub.rx), vec![2, 3]);
+    }
+
+    #[test]
+    fn configured_nfc_devices_are_listed_opening_until_their_thread_reports() {
+        let hub = Hub::new(PcscStatus::Disabled);
+        let mut sub = hub.subscribe(16, false);
+        hub.nfc_opening("pn532_uart:/dev/ttyUSB0");
+        let state = |hub: &Hub| {
+            let st = hub.status();
+            assert_eq!(st.nfc.len(), 1);
+            assert_eq!(st.nfc[0].connstring, "pn532_uart:/dev/ttyUSB0");
+            st.nfc[0].state
+        };
+        assert_eq!(state(&hub), NfcState::Opening);
+        assert!(seqs(&mut sub.rx).is_empty(), "listing is not an event");
+        for (s, want) in [
+            (ServiceState::Down, NfcState::Down),
+            (ServiceState::Up, NfcState::Up),
+        ] {
+            hub.publish(Update::ServiceChanged {
+                service: Service::Nfc,
+                state: s,
+                detail: "pn532_uart:/dev/ttyUSB0".into(),
+            });
+            assert_eq!(state(&hub), want);
+        }
+        assert_eq!(seqs(&mut sub.rx), vec![1, 2], "down, then up");
+        // A device that already reported is not set back to opening.
+        hub.nfc_opening("pn532_uart:/dev/ttyUSB0");
+        assert_eq!(state(&hub), NfcState::Up);
     }
 
     #[test]

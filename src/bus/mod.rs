@@ -13,5 +13,5 @@ pub use event::{
     Card, Event, EventKind, Reader, ReaderKind, ReaderState, Service, ServiceState, Signature,
 };
 pub use handle::{ReaderHandle, ReaderRequest};
-pub use hub::{Hub, Notification, PcscStatus, StatusSnapshot, Subscription, Update};
+pub use hub::{Hub, NfcState, Notification, PcscStatus, StatusSnapshot, Subscription, Update};
 pub use metrics::Metrics;

@@ -41,8 +41,10 @@ impl Hub {
         reader: &str,
         fresh: bool,
     ) -> Result<Arc<Identity>, ProtocolError> {
+        // An `unknown` card goes to its backend, which detects it again and answers
+        // what the card did (mute, refused SELECT, …) instead of a generic refusal.
         let handle = self.ready_handle(reader, |card_type| match card_type {
-            CardType::Vitale2 | CardType::Apcv => Ok(()),
+            CardType::Vitale2 | CardType::Apcv | CardType::Unknown => Ok(()),
             other => Err(unsupported(other)),
         })?;
         if !fresh && let Some(identity) = self.cached_identity(reader) {

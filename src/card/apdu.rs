@@ -35,8 +35,12 @@ pub fn transceive(channel: &mut dyn CardChannel, capdu: &[u8]) -> Result<Respons
     let mut data = Zeroizing::new(Vec::new());
     for _ in 0..MAX_ROUNDS {
         let raw = Zeroizing::new(transmit_with_retry(channel, &command)?);
-        let response = Response::parse(&raw)
-            .ok_or_else(|| CardError::Malformed("response shorter than its status word".into()))?;
+        let response = Response::parse(&raw).ok_or_else(|| {
+            CardError::Mute(format!(
+                "the card answered {} byte(s), less than a status word",
+                raw.len()
+            ))
+        })?;
         trace_exchange(&command, &response);
         if data.len() + response.data.len() > MAX_RESPONSE {
             return Err(CardError::Malformed(format!(
@@ -251,12 +255,11 @@ mod tests {
     }
 
     #[test]
-    fn short_responses_are_malformed() {
+    fn short_responses_are_mute() {
         let mut ch = Script::new(vec![Ok(vec![0x90])]);
-        assert!(matches!(
-            transceive(&mut ch, &READ),
-            Err(CardError::Malformed(_))
-        ));
+        let err = transceive(&mut ch, &READ).expect_err("one byte is no answer");
+        assert!(matches!(err, CardError::Mute(_)), "{err:?}");
+        assert_eq!(err.reason(), crate::error::Reason::CardMute);
     }
 
     #[test]

@@ -16,8 +16,11 @@
 //!    profile probe first ([`crate::card::phone::probe`]), then `SELECT VITALE` for a
 //!    Vitale 2 whose ATR is not listed, else `Unknown`.
 //!
-//! Only transport failures are errors; a foreign card that answers oddly is
-//! `Unknown`.
+//! A foreign card that answers oddly is `Unknown` and left alone. A card whose ATR
+//! says Carte Vitale but which does not confirm it is an error saying what the card
+//! did (`CARD_MUTE` when it gave no usable answer, else `CARD_UNSUPPORTED`), so
+//! practice software waiting on that reader always gets an outcome. Transport
+//! failures are errors too.
 
 use super::apdu::transceive;
 use super::{CardChannel, CardError, CardType, ReadContext};
@@ -147,11 +150,10 @@ pub fn detect(channel: &mut dyn CardChannel, ctx: &ReadContext) -> Result<CardTy
     tracing::debug!(?hint, contactless, "detecting card type");
     match hint {
         AtrHint::Cps if !contactless => Ok(CardType::Cps),
-        AtrHint::Vitale2 if !contactless => Ok(if selects_vitale(channel)? {
-            CardType::Vitale2
-        } else {
-            CardType::Unknown
-        }),
+        AtrHint::Vitale2 if !contactless => match select_vitale_status(channel)? {
+            Ok(sw) if sw.is_success() => Ok(CardType::Vitale2),
+            answer => Err(unconfirmed("Carte Vitale 2", answer)),
+        },
         AtrHint::Vitale1 if !contactless => vitale1_confirm(channel),
         _ => {
             if phone_answers(channel, ctx)? {
@@ -168,26 +170,47 @@ pub fn detect(channel: &mut dyn CardChannel, ctx: &ReadContext) -> Result<CardTy
 /// The Vitale 1 confirmation described in the module docs.
 fn vitale1_confirm(channel: &mut dyn CardChannel) -> Result<CardType, CardError> {
     match select_vitale_status(channel)? {
-        Some(sw) if sw.is_success() => Ok(CardType::Vitale2),
-        Some(_) => Ok(CardType::Vitale1),
-        None => Ok(CardType::Unknown),
+        Ok(sw) if sw.is_success() => Ok(CardType::Vitale2),
+        Ok(_) => Ok(CardType::Vitale1),
+        Err(odd) => Err(unconfirmed("Carte Vitale 1", Err(odd))),
+    }
+}
+
+/// The error for a card whose ATR announced `kind` but whose answer to
+/// `SELECT VITALE` did not confirm it.
+fn unconfirmed(kind: &str, answer: Result<StatusWord, CardError>) -> CardError {
+    match answer {
+        Ok(sw) => CardError::Unsupported(format!(
+            "the ATR says {kind}, but the card refused SELECT VITALE with {:04X}",
+            sw.to_u16()
+        )),
+        Err(CardError::Mute(what)) => CardError::Mute(format!(
+            "the ATR says {kind}, but the card gave no usable answer to SELECT VITALE ({what})"
+        )),
+        Err(e) => CardError::Unsupported(format!(
+            "the ATR says {kind}, but its answer to SELECT VITALE is unusable ({e})"
+        )),
     }
 }
 
 /// Whether `SELECT VITALE` succeeds. Odd answers count as "no"; only transport
 /// failures are errors.
 pub fn selects_vitale(channel: &mut dyn CardChannel) -> Result<bool, CardError> {
-    Ok(select_vitale_status(channel)?.is_some_and(StatusWord::is_success))
+    Ok(select_vitale_status(channel)?.is_ok_and(StatusWord::is_success))
 }
 
-/// The status `SELECT VITALE` gets, `None` when the answer is not even well formed.
-fn select_vitale_status(channel: &mut dyn CardChannel) -> Result<Option<StatusWord>, CardError> {
+/// What `SELECT VITALE` gets: the status word, or the card-side error when the answer
+/// is not even well formed (an endless `61 XX` chain, less than a status word). The
+/// outer error is the transport's.
+fn select_vitale_status(
+    channel: &mut dyn CardChannel,
+) -> Result<Result<StatusWord, CardError>, CardError> {
     let capdu = apdu::select_aid(&VITALE_AID)
         .map_err(|e| CardError::Malformed(format!("cannot build SELECT: {e}")))?;
     match transceive(channel, &capdu) {
-        Ok(r) => Ok(Some(r.status())),
+        Ok(r) => Ok(Ok(r.status())),
         Err(CardError::Channel(e)) => Err(CardError::Channel(e)),
-        Err(_) => Ok(None),
+        Err(odd) => Ok(Err(odd)),
     }
 }
 

@@ -13,6 +13,10 @@ pub enum CardError {
     /// The card is recognised but not readable here; the text says why.
     #[error("{0}")]
     Unsupported(String),
+    /// The card gave no usable answer (less than a status word); the text says to
+    /// what.
+    #[error("{0}")]
+    Mute(String),
     /// The card answered with data that breaks the format (bad TLV, bounds, loops).
     #[error("malformed card data: {0}")]
     Malformed(String),
@@ -45,6 +49,7 @@ impl CardError {
             CardError::Channel(ChannelError::Busy) => Reason::ReaderBusy,
             CardError::Channel(ChannelError::ServiceDown(_)) => Reason::ServiceUnavailable,
             CardError::Channel(ChannelError::Transport(_)) => Reason::CardMute,
+            CardError::Mute(_) => Reason::CardMute,
             CardError::Unsupported(_) => Reason::CardUnsupported,
             CardError::Malformed(_) => Reason::CardUnsupported,
             CardError::Status { .. } => Reason::CardUnsupported,

@@ -41,6 +41,10 @@ pub struct ReadContext {
     pub reader: String,
     /// The phone profile AID (`apcv.aid`), used to recognise phones.
     pub apcv_aid: Vec<u8>,
+    /// What the source itself says of its identities, over whatever the card data
+    /// says: the simulated readers say `Demo`, so practice software can never take a
+    /// demo patient for a real one. `None` for hardware.
+    pub environment: Option<Environment>,
 }
 
 /// Identifies the card behind `channel`: ATR hint, confirmed by SELECT where the ATR
@@ -58,7 +62,7 @@ pub fn read_identity(
     ctx: &ReadContext,
     progress: &mut dyn FnMut(u32, u32),
 ) -> Result<Identity, CardError> {
-    match card_type {
+    let mut identity = match card_type {
         CardType::Vitale2 => vitale::read(channel, ctx, progress),
         CardType::Apcv => phone::read(channel, ctx, progress),
         CardType::Vitale1 => Err(CardError::Unsupported(
@@ -70,7 +74,11 @@ pub fn read_identity(
         CardType::Unknown => Err(CardError::Unsupported(
             "unknown card: neither a Carte Vitale nor a phone profile answered".into(),
         )),
+    }?;
+    if let Some(environment) = ctx.environment {
+        identity.environment = environment;
     }
+    Ok(identity)
 }
 
 /// A phone's answer to a signature request.

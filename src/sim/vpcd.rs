@@ -1,4 +1,9 @@
-//! `sim vpcd`: the virtual Carte Vitale speaking vsmartcard's vpcd wire protocol.
+//! `sim vpcd`: the virtual Carte Vitale, or with `--phone` the virtual phone,
+//! speaking vsmartcard's vpcd wire protocol.
+//!
+//! A phone presents the ATR a PC/SC contactless reader synthesises for an ISO
+//! 14443-4 target (`3B 80 80 01 01`, cards.md §3), whatever the vpcd reader's name
+//! says: that ATR is what the daemon recognises phones in PC/SC readers by.
 //!
 //! The card side connects to vpcd (which listens; one TCP port per slot), and the
 //! connection *is* the card's presence: connecting inserts the card, closing the
@@ -31,13 +36,18 @@ use std::time::{Duration, Instant};
 
 use crate::sim::VirtualCard;
 use crate::sim::card_model::{CardDescription, Hostile, VirtualVitale};
+use crate::sim::phone::{PhoneDescription, VirtualPhone};
 
 /// Options of `vitale-bridge sim vpcd`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct VpcdArgs {
     /// Card description file (TOML, see docs/card-format.md).
-    #[arg(long)]
-    pub card: PathBuf,
+    #[arg(long, required_unless_present = "phone", conflicts_with = "phone")]
+    pub card: Option<PathBuf>,
+    /// Be the virtual phone of this description file instead (TOML, see
+    /// docs/phone-format.md), presented as a phone in a contactless reader.
+    #[arg(long, value_name = "FILE", conflicts_with = "hostile")]
+    pub phone: Option<PathBuf>,
     /// vpcd host.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
@@ -75,20 +85,10 @@ enum End {
 
 /// Runs the virtual card until interrupted.
 pub fn run(args: VpcdArgs) -> ExitCode {
-    let mut desc = match CardDescription::from_file(&args.card) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("sim vpcd: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    if let Some(h) = args.hostile {
-        desc.hostile = h;
-    }
-    let card = match VirtualVitale::new(&desc) {
+    let card = match load(&args) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("sim vpcd: {}: {e}", args.card.display());
+            eprintln!("sim vpcd: {e}");
             return ExitCode::from(2);
         }
     };
@@ -102,8 +102,28 @@ pub fn run(args: VpcdArgs) -> ExitCode {
     }
 }
 
+/// The virtual card or phone the options describe.
+fn load(args: &VpcdArgs) -> Result<Box<dyn VirtualCard>, String> {
+    match (&args.card, &args.phone) {
+        (_, Some(path)) => {
+            let desc = PhoneDescription::load(path)?;
+            let phone = VirtualPhone::new(&desc).map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok(Box::new(phone))
+        }
+        (Some(path), None) => {
+            let mut desc = CardDescription::from_file(path).map_err(|e| e.to_string())?;
+            if let Some(h) = args.hostile {
+                desc.hostile = h;
+            }
+            let card = VirtualVitale::new(&desc).map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok(Box::new(card))
+        }
+        (None, None) => Err("--card FILE or --phone FILE is required".into()),
+    }
+}
+
 /// Connects, serves, and reconnects as the options say.
-fn serve(args: &VpcdArgs, mut card: VirtualVitale, stop: &Stop) -> io::Result<()> {
+fn serve(args: &VpcdArgs, mut card: Box<dyn VirtualCard>, stop: &Stop) -> io::Result<()> {
     let addr = format!("{}:{}", args.host, args.port);
     loop {
         let Some(stream) = connect(&addr, Duration::from_millis(args.connect_timeout_ms), stop)?
@@ -124,11 +144,11 @@ fn serve(args: &VpcdArgs, mut card: VirtualVitale, stop: &Stop) -> io::Result<()
         );
         let _ = out.flush();
         drop(out);
-        let end = stop.guard(&stream, || session(&stream, &mut card, args.pull_after));
+        let end = stop.guard(&stream, || session(&stream, card.as_mut(), args.pull_after));
         let _ = stream.shutdown(Shutdown::Both);
         match end {
             Ok(End::Stopped) => return Ok(()),
-            Ok(end) => tracing::info!(?end, apdus = card.apdu_count(), "card session ended"),
+            Ok(end) => tracing::info!(?end, "card session ended"),
             Err(e) if stop.is_set() => {
                 tracing::debug!(error = %e, "session ended by stop");
                 return Ok(());
@@ -173,7 +193,7 @@ fn connect(addr: &str, timeout: Duration, stop: &Stop) -> io::Result<Option<TcpS
 /// One card presence: answers vpcd until it closes, the card is pulled, or stop.
 fn session(
     stream: &TcpStream,
-    card: &mut VirtualVitale,
+    card: &mut dyn VirtualCard,
     pull_after: Option<usize>,
 ) -> io::Result<End> {
     let sock = socket2::SockRef::from(stream);
@@ -182,6 +202,7 @@ fn session(
     let mut answered = 0usize;
     loop {
         let Some(frame) = read_frame(&sock, &mut reader)? else {
+            tracing::info!(apdus = answered, "vpcd closed the connection");
             return Ok(End::PeerClosed);
         };
         match frame.as_slice() {

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use super::{Backend, worker};
 use crate::bus::{Hub, ReaderHandle, ReaderKind, ReaderRequest, Update};
-use crate::card::{CardChannel, CardType, ReadContext};
+use crate::card::{CardChannel, CardType, Environment, ReadContext};
 use crate::sim::card_model::VirtualVitale;
 use crate::sim::phone::{PhoneDescription, VirtualPhone};
 use crate::sim::{SimChannel, VirtualCard};
@@ -153,6 +153,7 @@ impl SimReader {
         let ctx = ReadContext {
             reader: self.id.into(),
             apcv_aid,
+            environment: Some(Environment::Demo),
         };
         rt.block_on(self.serve(&hub, &ctx, rx, stopped));
     }

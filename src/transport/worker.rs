@@ -69,7 +69,13 @@ pub fn read(
             total,
         })
     };
-    match card::read_identity(channel, card_type, ctx, &mut progress) {
+    // An `unknown` card is detected again, so a read request on a card that failed
+    // detection answers what the card did rather than a generic "unknown card".
+    let card_type = match card_type {
+        CardType::Unknown => card::detect(channel, ctx),
+        known => Ok(known),
+    };
+    match card_type.and_then(|t| card::read_identity(channel, t, ctx, &mut progress)) {
         Ok(identity) => {
             tracing::info!(
                 reader = %ctx.reader,

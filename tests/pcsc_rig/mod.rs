@@ -193,11 +193,21 @@ pub struct Sim {
 impl Sim {
     /// Inserts `card` into `slot` (0 or 1) and waits until it connected to vpcd.
     pub fn insert(card: &Path, slot: u16, extra: &[&str]) -> Sim {
+        Sim::start("--card", card, slot, extra)
+    }
+
+    /// Presents the virtual `phone` in `slot` (0 or 1), as a PC/SC contactless reader
+    /// presents a phone, and waits until it connected to vpcd.
+    pub fn insert_phone(phone: &Path, slot: u16, extra: &[&str]) -> Sim {
+        Sim::start("--phone", phone, slot, extra)
+    }
+
+    fn start(what: &str, file: &Path, slot: u16, extra: &[&str]) -> Sim {
         let dir = tempfile::tempdir().expect("tempdir");
         let stderr_path = dir.path().join("sim.log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_vitale-bridge"))
-            .args(["sim", "vpcd", "--card"])
-            .arg(card)
+            .args(["sim", "vpcd", what])
+            .arg(file)
             .args(["--port", &(PORT + slot).to_string()])
             .args(extra)
             .stdin(Stdio::null())

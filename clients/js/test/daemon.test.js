@@ -1,6 +1,7 @@
 // The client against the real daemon in demo mode: snapshot and live events, errors
 // as exceptions, origin refusal, reconnection after a restart. Identities and
 // signatures: identity.test.js.
+import "./node-globals.js";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 

@@ -1,6 +1,7 @@
 // The client against the real daemon in demo mode, with the virtual Carte Vitale and
 // phone: identity.read events, the cached read(), and origin-bound signatures
 // verified here with WebCrypto.
+import "./node-globals.js";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 

@@ -1,5 +1,6 @@
 // Unit tests of the client's pure parts and of its connection state machine over an
 // in-process fake WebSocket.
+import "./node-globals.js";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 

@@ -13,6 +13,7 @@ fn ctx() -> ReadContext {
     ReadContext {
         reader: "nfc:test".into(),
         apcv_aid: DEFAULT_AID.to_vec(),
+        environment: None,
     }
 }
 

@@ -57,6 +57,11 @@ pub fn spawn(hub: Arc<Hub>, opts: NfcOptions) -> Box<dyn Backend> {
     };
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
+    // Listed before any thread runs, so `status` names every configured device from
+    // the first connection on.
+    for connstring in &devices {
+        hub.nfc_opening(connstring);
+    }
     for connstring in devices {
         match spawn_device(&hub, &opts, &connstring, stop.clone()) {
             Ok(worker) => workers.push(worker),
@@ -82,6 +87,7 @@ fn spawn_device(
     let ctx = ReadContext {
         reader: format!("nfc:{connstring}"),
         apcv_aid: opts.apcv_aid.clone(),
+        environment: None,
     };
     let (tx, rx) = mpsc::channel();
     let (handle, mut requests) = ReaderHandle::channel();

@@ -1,7 +1,15 @@
 //! [`CardChannel`] over a connected `pcsc::Card` (SCardTransmit), with PC/SC errors
 //! mapped to transport-independent [`ChannelError`]s.
 
+use std::ffi::CStr;
+use std::time::Duration;
+
 use crate::card::{CardChannel, ChannelError};
+
+/// How long a failed transmit waits for the reader to report a removal before the
+/// failure counts as the card's own (pcscd learns of some removals only at its next
+/// presence poll; vpcd's is ~400 ms). Only failures pay it.
+const REMOVAL_GRACE: Duration = Duration::from_secs(1);
 
 /// A card connected through PC/SC, borrowed for one transaction.
 pub struct PcscChannel<'a> {
@@ -14,6 +22,8 @@ pub struct PcscChannel<'a> {
     pub failure: Option<ChannelError>,
     /// APDUs sent.
     pub sent: usize,
+    /// The reader's context and name, to ask whether a failed card has left.
+    presence: Option<(&'a pcsc::Context, &'a CStr)>,
 }
 
 impl<'a> PcscChannel<'a> {
@@ -26,6 +36,51 @@ impl<'a> PcscChannel<'a> {
             buf: vec![0; pcsc::MAX_BUFFER_SIZE_EXTENDED],
             failure: None,
             sent: 0,
+            presence: None,
+        }
+    }
+
+    /// Lets a failed transmit wait (at most [`REMOVAL_GRACE`]) for `reader` on
+    /// `context` to report a removal, so a card pulled mid-exchange is reported as
+    /// removed rather than as a card that answered badly.
+    pub fn watching(mut self, context: &'a pcsc::Context, reader: &'a CStr) -> Self {
+        self.presence = Some((context, reader));
+        self
+    }
+}
+
+impl PcscChannel<'_> {
+    /// Whether the card has left: SCardStatus at once, then the reader's state
+    /// changes for up to [`REMOVAL_GRACE`].
+    fn gone(&self) -> bool {
+        let present = match self.card.status2_owned() {
+            Ok(s) => s.status().contains(pcsc::Status::PRESENT),
+            Err(e) => return map_error(e) == ChannelError::Removed,
+        };
+        if !present {
+            return true;
+        }
+        let Some((context, reader)) = self.presence else {
+            return false;
+        };
+        let mut states = [pcsc::ReaderState::new(reader, pcsc::State::UNAWARE)];
+        if context
+            .get_status_change(Duration::ZERO, &mut states)
+            .is_err()
+        {
+            return false;
+        }
+        let deadline = std::time::Instant::now() + REMOVAL_GRACE;
+        loop {
+            let [state] = &mut states;
+            if state.event_state().contains(pcsc::State::EMPTY) {
+                return true;
+            }
+            state.sync_current_state();
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() || context.get_status_change(left, &mut states).is_err() {
+                return false;
+            }
         }
     }
 }
@@ -57,8 +112,17 @@ pub fn map_error(e: pcsc::Error) -> ChannelError {
 impl CardChannel for PcscChannel<'_> {
     fn transmit(&mut self, capdu: &[u8]) -> Result<Vec<u8>, ChannelError> {
         self.sent += 1;
-        match self.card.transmit(capdu, &mut self.buf) {
-            Ok(r) => {
+        let answer = self.card.transmit(capdu, &mut self.buf).map(|r| r.len());
+        match answer {
+            // Less than a status word: vpcd answers a pulled card's last APDU with
+            // nothing at all.
+            Ok(len) if len < 2 && self.gone() => {
+                tracing::debug!(bytes = len, "short answer from a card that left");
+                self.failure.get_or_insert(ChannelError::Removed);
+                Err(ChannelError::Removed)
+            }
+            Ok(len) => {
+                let r = self.buf.get(..len).unwrap_or_default();
                 tracing::trace!(
                     ">>> {} <<< SW {}",
                     hex::encode_upper(capdu.get(..4).unwrap_or(capdu)),
@@ -67,7 +131,13 @@ impl CardChannel for PcscChannel<'_> {
                 Ok(r.to_vec())
             }
             Err(e) => {
-                let err = map_error(e);
+                let mut err = map_error(e);
+                // A card pulled mid-exchange often fails the transmit with a generic
+                // error (vpcd and some readers give SCARD_E_NOT_TRANSACTED); the
+                // card's status tells a removal from a card that did not answer.
+                if matches!(err, ChannelError::Transport(_) | ChannelError::Mute) && self.gone() {
+                    err = ChannelError::Removed;
+                }
                 tracing::debug!(error = %e, "transmit failed");
                 self.failure.get_or_insert(err.clone());
                 Err(err)

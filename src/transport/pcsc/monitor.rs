@@ -288,6 +288,7 @@ fn relist(
         let ctx_read = ReadContext {
             reader: id.clone(),
             apcv_aid: opts.apcv_aid.clone(),
+            environment: None,
         };
         let worker = match Worker::spawn(hub.clone(), name.clone(), ctx_read, contactless, rx) {
             Ok(w) => w,

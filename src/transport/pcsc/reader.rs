@@ -240,7 +240,7 @@ impl ReaderThread {
         for attempt in 0..=RESET_RETRIES {
             let outcome = match card.transaction() {
                 Ok(tx) => {
-                    let mut ch = PcscChannel::new(&tx, atr.clone(), contactless);
+                    let mut ch = channel(&self.pctx, &self.name, &tx, atr.clone(), contactless);
                     let t = worker::on_inserted(&self.hub, &self.ctx, &mut ch);
                     tracing::debug!(reader = %self.ctx.reader, apdus = ch.sent, "card handled");
                     let failure = ch.failure.take();
@@ -349,7 +349,7 @@ impl ReaderThread {
         }
         let reset = match c.card.transaction() {
             Ok(tx) => {
-                let mut ch = PcscChannel::new(&tx, c.atr.clone(), contactless);
+                let mut ch = channel(&self.pctx, &self.name, &tx, c.atr.clone(), contactless);
                 worker::serve(&self.hub, &self.ctx, Some((&mut ch, c.card_type)), req);
                 let reset = ch.failure == Some(ChannelError::Reset);
                 drop(ch);
@@ -392,5 +392,21 @@ fn refuse(req: ReaderRequest, err: ProtocolError) {
         ReaderRequest::Sign { reply, .. } => {
             let _ = reply.send(Err(err));
         }
+    }
+}
+
+/// A channel onto `card` that, given the reader's context, can tell a removal from a
+/// card that answered badly.
+fn channel<'a>(
+    pctx: &'a Option<Context>,
+    name: &'a std::ffi::CStr,
+    card: &'a pcsc::Card,
+    atr: Vec<u8>,
+    contactless: bool,
+) -> PcscChannel<'a> {
+    let ch = PcscChannel::new(card, atr, contactless);
+    match pctx {
+        Some(context) => ch.watching(context, name),
+        None => ch,
     }
 }
