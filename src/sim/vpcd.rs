@@ -44,8 +44,8 @@ pub struct VpcdArgs {
     /// Card description file (TOML, see docs/card-format.md).
     #[arg(long, required_unless_present = "phone", conflicts_with = "phone")]
     pub card: Option<PathBuf>,
-    /// Be the virtual phone of this description file instead (TOML, see
-    /// docs/phone-format.md), presented as a phone in a contactless reader.
+    /// Be the virtual phone of this description file instead (TOML, as for `sim
+    /// pn532`; see docs/hardware-nfc.md), presented as a phone in a contactless reader.
     #[arg(long, value_name = "FILE", conflicts_with = "hostile")]
     pub phone: Option<PathBuf>,
     /// vpcd host.
