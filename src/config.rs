@@ -1,7 +1,7 @@
 //! Configuration (product.md §3): TOML files layered over built-in defaults, then
 //! command-line flags.
 //!
-//! Order, later wins: defaults, the system file (`/etc/vitale-bridge/config.toml`, or
+//! Order, later wins: defaults, the system file ([`system_config`], or
 //! `$VITALE_BRIDGE_SYSTEM_CONFIG`), the per-user file from the `directories` crate
 //! (`~/.config/vitale-bridge/config.toml` on Linux), `--config FILE`, then flags.
 //! Every file is parsed strictly (unknown keys are errors) and validated on its own,
@@ -21,10 +21,25 @@ use crate::transport::pcsc::PcscOptions;
 pub const DEFAULT_PORT: u16 = 24880;
 /// Default phone profile AID: reference-v1 (cards.md §4), ASCII "vbridge" + 01.
 pub const DEFAULT_APCV_AID: &str = "F07662726964676501";
-/// The system-wide config file.
-pub const SYSTEM_CONFIG: &str = "/etc/vitale-bridge/config.toml";
-/// Environment variable overriding [`SYSTEM_CONFIG`] (tests, packaging checks).
+/// Environment variable overriding [`system_config`] (tests, packaging checks).
 pub const SYSTEM_CONFIG_ENV: &str = "VITALE_BRIDGE_SYSTEM_CONFIG";
+
+/// The machine-wide config file: `/etc/vitale-bridge/config.toml`, on Windows
+/// `%ProgramData%\vitale-bridge\config.toml` (where the MSI puts the commented
+/// default). The per-user file comes from the `directories` crate on both.
+pub fn system_config() -> PathBuf {
+    #[cfg(windows)]
+    {
+        let data = std::env::var_os("ProgramData").unwrap_or_else(|| r"C:\ProgramData".into());
+        PathBuf::from(data)
+            .join("vitale-bridge")
+            .join("config.toml")
+    }
+    #[cfg(not(windows))]
+    {
+        PathBuf::from("/etc/vitale-bridge/config.toml")
+    }
+}
 
 /// A configuration error: which file (or flag), which key, what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -642,7 +657,7 @@ impl Sources {
     pub fn standard(explicit: Option<PathBuf>) -> Sources {
         let system = std::env::var_os(SYSTEM_CONFIG_ENV)
             .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(SYSTEM_CONFIG));
+            .unwrap_or_else(system_config);
         let user = directories::ProjectDirs::from("", "", "vitale-bridge")
             .map(|d| d.config_dir().join("config.toml"));
         Sources {

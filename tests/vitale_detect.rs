@@ -42,10 +42,17 @@ fn every_listed_vitale2_atr_is_recognised() {
 }
 
 #[test]
-fn a_vitale2_atr_without_the_application_is_unknown() {
+fn a_vitale2_atr_without_the_application_is_an_error_naming_the_refusal() {
     let mut card = FileCard::new(&VITALE2_ATR);
     card.apps.clear();
-    assert_eq!(detect(&mut channel(card)), Ok(CardType::Unknown));
+    let err = detect(&mut channel(card)).expect_err("its ATR promised a Carte Vitale");
+    assert!(matches!(err, CardError::Unsupported(_)), "{err:?}");
+    assert_eq!(err.reason(), Reason::CardUnsupported);
+    let text = err.to_string();
+    assert!(
+        text.contains("Carte Vitale 2") && text.contains("6A82"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -125,15 +132,21 @@ impl VirtualCard for Mute {
 }
 
 #[test]
-fn a_card_answering_nonsense_is_unknown() {
-    for atr in [
-        VITALE2_ATR.to_vec(),
-        hex("3B 00"),
-        hex("3F 65 25 00 24 09 69 90 00"),
+fn a_card_answering_nonsense_is_mute_if_its_atr_promised_a_vitale_else_unknown() {
+    for (atr, kind) in [
+        (VITALE2_ATR.to_vec(), "Carte Vitale 2"),
+        (hex("3F 65 25 00 24 09 69 90 00"), "Carte Vitale 1"),
     ] {
-        let mut ch = channel(Mute(atr.clone()));
-        assert_eq!(detect(&mut ch), Ok(CardType::Unknown), "{atr:02X?}");
+        let err = detect(&mut channel(Mute(atr.clone()))).expect_err("an outcome, not silence");
+        assert!(matches!(err, CardError::Mute(_)), "{atr:02X?}: {err:?}");
+        assert_eq!(err.reason(), Reason::CardMute);
+        assert!(err.to_string().contains(kind), "{err}");
     }
+    // A foreign card that answers nonsense is simply not ours.
+    assert_eq!(
+        detect(&mut channel(Mute(hex("3B 00")))),
+        Ok(CardType::Unknown)
+    );
 }
 
 #[test]

@@ -5,7 +5,7 @@ mod vitale_support;
 
 use proptest::prelude::*;
 use vitale_bridge::card::vitale::{self, ReadPath, decode};
-use vitale_bridge::card::{self, CardError, CardType, ChannelError, Identity};
+use vitale_bridge::card::{self, CardError, ChannelError, Identity};
 use vitale_bridge::codec::tlv::encode;
 use vitale_bridge::error::Reason;
 use vitale_bridge::sim::VirtualCard;
@@ -48,9 +48,12 @@ fn endless_61xx_is_a_clean_bounded_error() {
         "{}",
         ch.apdu_count()
     );
-    // Detection treats it as an odd card, not a crash.
+    // Detection reports it as what it is: a card whose ATR says Carte Vitale and
+    // whose answer to SELECT never ends.
     let mut ch = channel(Endless61 { apdus: 0 });
-    assert_eq!(card::detect(&mut ch, &ctx()), Ok(CardType::Unknown));
+    let err = card::detect(&mut ch, &ctx()).expect_err("an outcome, not silence");
+    assert_eq!(err.reason(), Reason::CardUnsupported);
+    assert!(err.to_string().contains("SELECT VITALE"), "{err}");
 }
 
 fn hostile_identity_files(image: Vec<u8>) -> FileCard {

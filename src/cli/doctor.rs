@@ -116,7 +116,10 @@ fn config_checks(cfg: &Config) -> Vec<Check> {
     if cfg.allowed_origins.is_empty() {
         checks.push(warn(
             "no allowed_origins: web pages cannot connect (only native clients and the status page)".into(),
-            "add allowed_origins = [\"https://your-practice-software.example\"] to /etc/vitale-bridge/config.toml, or pass --allow-origin",
+            &format!(
+                "add allowed_origins = [\"https://your-practice-software.example\"] to {}, or pass --allow-origin",
+                crate::config::system_config().display()
+            ),
         ));
     } else {
         checks.push(ok(format!(

@@ -35,7 +35,8 @@ pub struct Cli {
 /// Options shared by every command; they override the configuration files.
 #[derive(Debug, Clone, Default, Args)]
 pub struct CommonArgs {
-    /// Configuration file, read after /etc/vitale-bridge/config.toml and the user's.
+    /// Configuration file, read after the machine-wide file (/etc/vitale-bridge/ or
+    /// %ProgramData%\vitale-bridge\config.toml) and the user's.
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
     /// Loopback address and port (default 127.0.0.1:24880; port 0 picks a free one).
@@ -85,6 +86,7 @@ pub enum SimCommand {
     /// Virtual Carte Vitale connecting to vsmartcard's vpcd.
     Vpcd(crate::sim::vpcd::VpcdArgs),
     /// PN532 emulator on a pseudo-terminal with a virtual phone.
+    #[cfg(unix)]
     Pn532(crate::sim::pn532::Pn532Args),
 }
 
@@ -141,6 +143,7 @@ pub fn main() -> ExitCode {
         init_logging(cli.common.log_level.as_deref().unwrap_or("info"));
         return match sim {
             SimCommand::Vpcd(args) => crate::sim::vpcd::run(args),
+            #[cfg(unix)]
             SimCommand::Pn532(args) => crate::sim::pn532::run(args),
         };
     }

@@ -3,6 +3,7 @@
 
 pub mod card_model;
 pub mod phone;
+#[cfg(unix)]
 pub mod pn532;
 pub mod vpcd;
 

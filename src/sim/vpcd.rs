@@ -240,18 +240,27 @@ fn session(
     }
 }
 
+/// Asks for an immediate ACK of the next segment (Linux's TCP_QUICKACK); elsewhere
+/// delayed ACKs only cost latency.
+fn quickack(sock: &socket2::SockRef<'_>) {
+    #[cfg(target_os = "linux")]
+    let _ = sock.set_tcp_quickack(true);
+    #[cfg(not(target_os = "linux"))]
+    let _ = sock;
+}
+
 /// Reads one frame; `None` on a clean end of stream before a frame starts.
 fn read_frame(sock: &socket2::SockRef<'_>, r: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
     let mut len = [0u8; 2];
     // Quick-ACK is not sticky: re-arm it before each read (see the module docs).
-    let _ = sock.set_tcp_quickack(true);
+    quickack(sock);
     match r.read_exact(&mut len) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e),
     }
     let mut payload = vec![0u8; usize::from(u16::from_be_bytes(len))];
-    let _ = sock.set_tcp_quickack(true);
+    quickack(sock);
     r.read_exact(&mut payload)?;
     Ok(Some(payload))
 }
@@ -287,11 +296,19 @@ impl Stop {
             Ok(rt) => {
                 // Register the handlers before returning so no early signal is lost.
                 let signals = rt.block_on(async {
+                    #[cfg(unix)]
                     use tokio::signal::unix::{SignalKind, signal};
-                    Ok::<_, io::Error>((
+                    #[cfg(unix)]
+                    let pair = (
                         signal(SignalKind::interrupt())?,
                         signal(SignalKind::terminate())?,
-                    ))
+                    );
+                    #[cfg(windows)]
+                    let pair = (
+                        tokio::signal::windows::ctrl_c()?,
+                        tokio::signal::windows::ctrl_break()?,
+                    );
+                    Ok::<_, io::Error>(pair)
                 });
                 match signals {
                     Ok((mut int, mut term)) => {
