@@ -4,10 +4,11 @@
 //! configured, navigation start → the client's connect() rejected, and the bare
 //! WebSocket's constructor → close. Medians of 10 fresh browsers each. Run with
 //! `scripts/bench-browsers` (`cargo bench --bench browsers`, as root); under
-//! `cargo test` (no `--bench` argument) one run of each as a smoke test.
+//! `cargo test` (no `--bench` argument) one run of each as a smoke test. Chromium
+//! and Firefox ESR.
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod support;
 
 use serde_json::{Value, json};
@@ -82,5 +83,32 @@ async fn main() {
     println!(
         "nothing configured, new WebSocket -> close 1006: median {:.1} ms",
         median(raw)
+    );
+
+    // Firefox 153 does not gate WebSockets to 127.0.0.1: nothing to configure, and
+    // nothing blocks (with its WebSocket checks switched on it waits for a prompt).
+    let (mut connected, mut identity) = (vec![], vec![]);
+    let mut version = String::new();
+    for _ in 0..runs {
+        let mut ff = rig.firefox(None, &[]).await;
+        version = ff.version.clone();
+        ff.navigate(&rig.app_url("https")).await;
+        let t = ff
+            .wait_for(
+                "window.t && window.t.firstIdentityMs !== null && window.t",
+                "identity.read",
+            )
+            .await;
+        connected.push(ms(&t, "connectedMs"));
+        identity.push(ms(&t, "firstIdentityMs"));
+    }
+    println!("browser: Firefox ESR {version}");
+    println!(
+        "no policy needed, navigation start -> connected (hello + subscribe): median {:.0} ms",
+        median(connected)
+    );
+    println!(
+        "no policy needed, navigation start -> first identity.read: median {:.0} ms",
+        median(identity)
     );
 }

@@ -131,7 +131,8 @@ export interface StatusResult {
  * Permissions API (`loopback-network`, or `local-network-access` in Chromium 142–144):
  * `allowed` (granted, by the user or a policy), `needs-permission` (prompt: the user
  * must allow it, or an admin pre-approve the site), `blocked-by-browser` (denied, or
- * the page is plain http), `unknown` (no such permission in this browser).
+ * the page is plain http), `unknown` (no such permission in this browser). Once a
+ * socket opens the state is `allowed`, whatever the Permissions API said.
  */
 export type LoopbackPermission = "allowed" | "needs-permission" | "blocked-by-browser" | "unknown";
 

@@ -446,6 +446,9 @@ export class VitaleBridge extends EventTarget {
   }
 
   async #onOpen(ws) {
+    // The socket opened, so the browser let this page reach the daemon, whatever its
+    // Permissions API said (Firefox 153 answers "prompt" and does not gate WebSockets).
+    this.#setPermission("allowed");
     try {
       const hello = await this.hello();
       if (this.#ws !== ws) return;

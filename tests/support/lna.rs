@@ -28,6 +28,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpStream;
 
 use super::browser::{Browser, Launch};
+use super::firefox::{Firefox, FirefoxLaunch};
 use super::{Daemon, WAIT, require_tool};
 
 /// The practice software's public name.
@@ -464,6 +465,47 @@ impl PublicRig {
                 format!("--ignore-certificate-errors-spki-list={}", self.certs.spki),
             ],
             display: display.map(str::to_string),
+            connect: Some(Box::new(self.netns.connector())),
+        })
+        .await
+    }
+
+    /// Firefox ESR inside the namespace, `policies` (if any) as its `policies.json` in
+    /// a private copy of its distribution directory, bind-mounted in a private mount
+    /// namespace; both test names resolve to [`PUBLIC_IP`] (`network.dns.forceResolve`;
+    /// IP literals such as 127.0.0.1 are not resolved).
+    pub async fn firefox(&self, policies: Option<Value>, prefs: &[(&str, Value)]) -> Firefox {
+        require_tool("unshare", "util-linux");
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let dist = self
+            .dir
+            .path()
+            .join(format!("ff-dist-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
+        std::fs::create_dir_all(&dist).expect("dist dir");
+        if let Some(p) = &policies {
+            std::fs::write(
+                dist.join("policies.json"),
+                json!({"policies": p}).to_string(),
+            )
+            .expect("policies.json");
+        }
+        let mut wrapper: Vec<String> = vec![
+            "unshare".into(),
+            "-m".into(),
+            "--propagation".into(),
+            "private".into(),
+            "sh".into(),
+            "-c".into(),
+            r#"mount --bind "$1" /usr/lib/firefox-esr/distribution && shift && exec "$@""#.into(),
+            "sh".into(),
+            dist.display().to_string(),
+        ];
+        wrapper.extend(self.netns.exec_prefix());
+        Firefox::launch(FirefoxLaunch {
+            wrapper,
+            prefs: std::iter::once(("network.dns.forceResolve".to_string(), json!(PUBLIC_IP)))
+                .chain(prefs.iter().map(|(k, v)| (k.to_string(), v.clone())))
+                .collect(),
             connect: Some(Box::new(self.netns.connector())),
         })
         .await

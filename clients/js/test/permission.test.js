@@ -125,3 +125,18 @@ test("granting the permission while waiting to reconnect retries at once", async
   assert.equal(server.sockets.length, 2);
   bridge.close();
 });
+
+test("a socket that opens means allowed, whatever the Permissions API said", async () => {
+  const server = new FakeServer();
+  server.onRequest = (socket, msg) => {
+    const results = { hello: { server: "vitale-bridge", version: "0.1.0", protocol: 1, capabilities: [] }, subscribe: { seq: 0, snapshot: { readers: [] } } };
+    queueMicrotask(() => socket.deliver({ jsonrpc: "2.0", id: msg.id, result: results[msg.method] ?? {} }));
+  };
+  const states = [];
+  const bridge = new VitaleBridge({ url: "ws://fake/v1", WebSocket: server.WebSocket, reconnect: false, permissions: fakePermissions({ "loopback-network": "prompt" }) });
+  bridge.on("permission", (d) => states.push(d.state));
+  await bridge.connect();
+  assert.deepEqual(states, ["needs-permission", "allowed"]);
+  assert.equal(bridge.permission, "allowed");
+  bridge.close();
+});
