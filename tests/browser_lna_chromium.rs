@@ -9,6 +9,7 @@ mod support;
 
 use serde_json::json;
 use support::lna::{APP_HOST, PORTAL_HOST, PublicRig, allow_policies, grant, settled};
+use support::screen::{Xvfb, screenshot_path};
 
 const HINT: &str = "a browser's Local Network Access check, or a port scan";
 
@@ -228,4 +229,83 @@ async fn allowing_only_the_framed_sites_origin_does_not_help_inside_the_portal()
         t["query"]["loopback-network"], "prompt",
         "the portal was not allowed"
     );
+}
+
+/// Opens the page in headed Chromium and waits for the permission bubble: the page
+/// draws nothing, so ink below the toolbar is the bubble. Saves a screenshot of it.
+async fn headed_prompt(rig: &PublicRig, x: &Xvfb, shot_name: &str) -> support::browser::Browser {
+    let mut browser = rig.chromium(None, Some(&x.display)).await;
+    browser.navigate(&rig.app_url("https")).await;
+    browser
+        .wait_for(
+            "window.t && window.t.loaded && window.t.states[0] === 'needs-permission'",
+            "the client to ask and connect",
+        )
+        .await;
+    let deadline = std::time::Instant::now() + support::WAIT;
+    let shot = loop {
+        let shot = x.grab();
+        if shot.has_ink(20, 100, 1040, 880) {
+            break shot;
+        }
+        assert!(std::time::Instant::now() < deadline, "no prompt appeared");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    shot.save(&screenshot_path(shot_name));
+    let t = browser.eval("window.t").await;
+    assert_eq!(t["connected"], false, "waiting for the answer: {t}");
+    assert_eq!(
+        t["error"],
+        json!(null),
+        "a headed browser holds the connection: {t}"
+    );
+    browser
+}
+
+/// The receptionist's view: headed Chromium under Xvfb shows the prompt ("… wants
+/// to / Access other apps and services on this device / Block / Allow"); the test
+/// takes a screenshot of it (`target/lna-screenshots/`), accepts it from the keyboard
+/// (Alt+Shift+A focuses the bubble on "Block", Tab moves to "Allow", Return), and the
+/// pending connection then opens.
+#[tokio::test]
+async fn headed_chromium_shows_the_prompt_and_allowing_it_connects_the_waiting_page() {
+    let rig = PublicRig::start(300);
+    let x = Xvfb::start(&rig.netns.exec_prefix());
+    let mut browser = headed_prompt(&rig, &x, "chromium-lna-prompt.png").await;
+    x.keys(&["alt+shift+a"]);
+    x.keys(&["Tab"]);
+    x.keys(&["Return"]);
+    let t = settled(&mut browser).await;
+    assert_eq!(t["connected"], true, "{t}");
+    assert_eq!(t["states"], json!(["needs-permission", "allowed"]));
+    browser
+        .wait_for("window.t.identities > 0", "identity.read")
+        .await;
+    assert_eq!(
+        browser
+            .eval("navigator.permissions.query({name: 'loopback-network'}).then(s => s.state)")
+            .await,
+        "granted",
+        "the choice is remembered for the site"
+    );
+    x.screenshot(&screenshot_path("chromium-lna-after-allow.png"));
+}
+
+/// The same prompt answered "Block": the waiting connection fails and the client says
+/// the browser blocks it.
+#[tokio::test]
+async fn headed_chromium_prompt_answered_block_is_blocked_by_browser() {
+    let rig = PublicRig::start(300);
+    let x = Xvfb::start(&rig.netns.exec_prefix());
+    let mut browser = headed_prompt(&rig, &x, "chromium-lna-prompt-block.png").await;
+    x.keys(&["alt+shift+a"]);
+    x.keys(&["Return"]);
+    let t = settled(&mut browser).await;
+    assert_eq!(t["connected"], false, "{t}");
+    assert_eq!(
+        t["states"],
+        json!(["needs-permission", "blocked-by-browser"])
+    );
+    assert_eq!(t["queryAfter"], "denied");
+    assert_eq!(t["error"]["permission"], "blocked-by-browser");
 }

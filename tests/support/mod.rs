@@ -7,6 +7,7 @@ pub mod browser;
 pub mod firefox;
 pub mod lna;
 pub mod schema;
+pub mod screen;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
