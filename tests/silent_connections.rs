@@ -119,3 +119,33 @@ async fn doctor_says_all_clear_when_nothing_was_blocked() {
     );
     assert!(!daemon.log().contains(HINT));
 }
+
+#[tokio::test]
+async fn the_status_page_says_when_connections_closed_without_a_byte() {
+    let (daemon, _dir) = demo_with_metrics();
+    for _ in 0..3 {
+        drop(
+            tokio::net::TcpStream::connect(("127.0.0.1", daemon.port))
+                .await
+                .expect("connect"),
+        );
+    }
+    let deadline = Instant::now() + WAIT;
+    while silent_count(daemon.port).await < 3.0 {
+        assert!(Instant::now() < deadline, "log:\n{}", daemon.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut page = support::browser::open_status_page(daemon.port).await;
+    let text = page
+        .wait_for(
+            "(() => { const p = document.getElementById('silent'); return !p.hidden && p.textContent })()",
+            "the silent-connection notice",
+        )
+        .await;
+    let text = text.as_str().expect("text");
+    assert!(
+        text.starts_with("3 connection(s) closed before sending anything"),
+        "{text}"
+    );
+    assert!(text.contains("Local Network Access"), "{text}");
+}
