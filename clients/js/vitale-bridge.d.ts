@@ -126,11 +126,30 @@ export interface StatusResult {
   uptimeMs: number;
 }
 
+/**
+ * The browser's Local Network Access state for this page reaching 127.0.0.1, from the
+ * Permissions API (`loopback-network`, or `local-network-access` in Chromium 142–144):
+ * `allowed` (granted, by the user or a policy), `needs-permission` (prompt: the user
+ * must allow it, or an admin pre-approve the site), `blocked-by-browser` (denied, or
+ * the page is plain http), `unknown` (no such permission in this browser). Once a
+ * socket opens the state is `allowed`, whatever the Permissions API said.
+ */
+export type LoopbackPermission = "allowed" | "needs-permission" | "blocked-by-browser" | "unknown";
+
+export declare const LOOPBACK_PERMISSION_NAMES: readonly string[];
+
+/** Queries the Permissions API without connecting. */
+export declare function queryLoopbackPermission(
+  permissions?: Pick<Permissions, "query"> | null,
+): Promise<{ state: LoopbackPermission; name: string | null; status: PermissionStatus | null }>;
+
 export interface DisconnectedDetail {
   code: number;
   reason: string;
   willReconnect: boolean;
   delayMs: number | null;
+  /** The permission state queried before this attempt. */
+  permission: LoopbackPermission;
 }
 
 /** Detail of each event this client dispatches. */
@@ -140,6 +159,7 @@ export type ClientEventMap = { [K in EventType]: ProtocolEvent<K> } & {
   connected: HelloResult;
   disconnected: DisconnectedDetail;
   resync: { expected: number; got: number };
+  permission: { state: LoopbackPermission };
 };
 
 export interface BackoffOptions {
@@ -167,6 +187,8 @@ export interface VitaleBridgeOptions {
   backoff?: BackoffOptions;
   /** Per-request limit (default 75000 ms). */
   requestTimeoutMs?: number;
+  /** Permissions API to ask before connecting (default `navigator.permissions`; null: none). */
+  permissions?: Pick<Permissions, "query"> | null;
 }
 
 export declare class VitaleBridgeError extends Error {
@@ -177,6 +199,8 @@ export declare class VitaleBridgeError extends Error {
   /** Whether the same request may succeed later. */
   readonly retriable: boolean;
   readonly data: unknown;
+  /** On a failed connect(): the browser's permission state at that attempt. */
+  readonly permission?: LoopbackPermission;
   constructor(message: string, info: { code: number | string; reason?: Reason | null; retriable?: boolean; data?: unknown });
   static fromRpc(error: { code: number; message: string; data?: unknown }): VitaleBridgeError;
 }
@@ -193,6 +217,8 @@ export declare class VitaleBridge extends EventTarget {
   readonly server: HelloResult | null;
   readonly connected: boolean;
   readonly seq: number | null;
+  /** Permission state queried before the latest connection attempt. */
+  readonly permission: LoopbackPermission;
   connect(): Promise<HelloResult>;
   close(): void;
   on<K extends keyof ClientEventMap>(type: K, fn: (detail: ClientEventMap[K]) => void): () => void;

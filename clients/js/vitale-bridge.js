@@ -156,12 +156,54 @@ export function randomChallenge(length = 32) {
 const OPEN = 1;
 
 /**
+ * Permission names under which browsers gate a public page's connection to
+ * 127.0.0.1, newest first: Chromium 145+ `loopback-network` (what a connection to
+ * the daemon needs), Chromium 142–144 `local-network-access`.
+ */
+export const LOOPBACK_PERMISSION_NAMES = Object.freeze(["loopback-network", "local-network-access"]);
+
+const PERMISSION_HINTS = {
+  "needs-permission": "the browser's Local Network Access permission was not granted (the user must allow it, or an administrator pre-approve the site)",
+  "blocked-by-browser": "the browser blocks this page from the local network (permission denied, or the page is not served over https)",
+};
+
+const PERMISSION_STATES = { granted: "allowed", prompt: "needs-permission", denied: "blocked-by-browser" };
+
+/**
+ * What the browser says about this page reaching the daemon on 127.0.0.1 (its Local
+ * Network Access permission), without connecting:
+ * - `allowed`: granted (by the user or an admin policy), or the page is itself local;
+ * - `needs-permission`: the browser will ask the user (or, headless/embedded, block);
+ * - `blocked-by-browser`: denied: the user refused, or the page is not a secure
+ *   context (plain `http://`), where no permission can ever be granted;
+ * - `unknown`: no Permissions API, or it knows none of the names (Firefox, Safari,
+ *   Node, Chromium before 142): a failure then is not explained by the browser.
+ * @param {Permissions} [permissions] defaults to `navigator.permissions`
+ * @returns {Promise<{state: "allowed"|"needs-permission"|"blocked-by-browser"|"unknown", name: string|null, status: PermissionStatus|null}>}
+ */
+export async function queryLoopbackPermission(permissions = globalThis.navigator?.permissions) {
+  if (!permissions || typeof permissions.query !== "function") return { state: "unknown", name: null, status: null };
+  for (const name of LOOPBACK_PERMISSION_NAMES) {
+    let status;
+    try {
+      status = await permissions.query({ name });
+    } catch {
+      continue; // TypeError: this browser does not know the name
+    }
+    const state = PERMISSION_STATES[status?.state];
+    if (state) return { state, name, status };
+  }
+  return { state: "unknown", name: null, status: null };
+}
+
+/**
  * A connection to the daemon. Dispatches `BridgeEvent`s:
  * - every protocol event type (`identity.read`, `card.inserted`, …) with the event as detail,
  * - `event` for every protocol event,
  * - `readers` when the reader map changed (detail: the map),
  * - `connected` after hello + subscribe (detail: the hello result),
- * - `disconnected` (detail: {code, reason, willReconnect, delayMs}),
+ * - `disconnected` (detail: {code, reason, willReconnect, delayMs, permission}),
+ * - `permission` when the browser's Local Network Access state changed (detail: {state}),
  * - `resync` when a gap in `seq` forced a fresh snapshot.
  */
 export class VitaleBridge extends EventTarget {
@@ -180,6 +222,10 @@ export class VitaleBridge extends EventTarget {
   #ready = false;
   #buffered = null;
   #waiters = [];
+  #permission = "unknown";
+  #permissionStatus = null;
+  #permissions;
+  #opening = false;
 
   /**
    * @param {object} [options]
@@ -195,6 +241,7 @@ export class VitaleBridge extends EventTarget {
     super();
     this.#url = options.url ?? DEFAULT_URL;
     this.#WebSocket = options.WebSocket ?? globalThis.WebSocket;
+    this.#permissions = "permissions" in options ? options.permissions : globalThis.navigator?.permissions;
     if (typeof this.#WebSocket !== "function") {
       throw new TypeError("no WebSocket implementation: pass options.WebSocket (e.g. from the `ws` package, or run Node >= 22)");
     }
@@ -222,6 +269,15 @@ export class VitaleBridge extends EventTarget {
     return this.#ready;
   }
 
+  /**
+   * The browser's Local Network Access state for reaching the daemon, as last
+   * queried before connecting: `allowed`, `needs-permission`, `blocked-by-browser`
+   * or `unknown` (see {@link queryLoopbackPermission}).
+   */
+  get permission() {
+    return this.#permission;
+  }
+
   /** The last event `seq` applied to the reader map. */
   get seq() {
     return this.#seq;
@@ -236,7 +292,7 @@ export class VitaleBridge extends EventTarget {
     this.#closed = false;
     if (this.#ready) return Promise.resolve(this.#server);
     const p = new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
-    if (!this.#ws && !this.#timer) this.#open();
+    if (!this.#ws && !this.#timer && !this.#opening) this.#open();
     return p;
   }
 
@@ -326,8 +382,17 @@ export class VitaleBridge extends EventTarget {
     return this.call("card.sign", { reader, challenge: text });
   }
 
-  #open() {
+  // The permission is asked before every attempt: a user may have answered the
+  // prompt, or an admin pushed a policy, since the last one.
+  async #open() {
     this.#timer = null;
+    this.#opening = true;
+    try {
+      await this.#queryPermission();
+    } finally {
+      this.#opening = false;
+    }
+    if (this.#closed && this.#waiters.length === 0) return;
     let ws;
     try {
       ws = new this.#WebSocket(this.#url);
@@ -355,7 +420,38 @@ export class VitaleBridge extends EventTarget {
     };
   }
 
+  async #queryPermission() {
+    let result;
+    try {
+      result = await queryLoopbackPermission(this.#permissions);
+    } catch {
+      result = { state: "unknown", name: null, status: null };
+    }
+    this.#setPermission(result.state);
+    if (result.status && result.status !== this.#permissionStatus) {
+      this.#permissionStatus = result.status;
+      // The user answering the prompt (or a policy arriving) shows up here first.
+      result.status.onchange = () => {
+        const state = PERMISSION_STATES[result.status.state] ?? "unknown";
+        this.#setPermission(state);
+        if (state === "allowed" && this.#timer && !this.#closed) {
+          clearTimeout(this.#timer);
+          this.#open();
+        }
+      };
+    }
+  }
+
+  #setPermission(state) {
+    if (state === this.#permission) return;
+    this.#permission = state;
+    this.dispatchEvent(new BridgeEvent("permission", { state }));
+  }
+
   async #onOpen(ws) {
+    // The socket opened, so the browser let this page reach the daemon, whatever its
+    // Permissions API said (Firefox 153 answers "prompt" and does not gate WebSockets).
+    this.#setPermission("allowed");
     try {
       const hello = await this.hello();
       if (this.#ws !== ws) return;
@@ -457,11 +553,18 @@ export class VitaleBridge extends EventTarget {
     this.#teardown(new VitaleBridgeError(`connection to vitale-bridge lost (${code})`, { code: "DISCONNECTED", reason: "SERVICE_UNAVAILABLE", retriable: true }));
     const willReconnect = this.#opts.reconnect && !this.#closed;
     const delayMs = willReconnect ? backoffDelay(this.#attempt++, this.#opts.backoff) : null;
-    this.dispatchEvent(new BridgeEvent("disconnected", { code, reason, willReconnect, delayMs }));
+    const permission = this.#permission;
+    this.dispatchEvent(new BridgeEvent("disconnected", { code, reason, willReconnect, delayMs, permission }));
     if (willReconnect) {
       this.#timer = setTimeout(() => this.#open(), delayMs);
     } else {
-      const err = new VitaleBridgeError(`cannot connect to vitale-bridge at ${this.#url} (${code})`, { code: "DISCONNECTED", reason: "SERVICE_UNAVAILABLE", retriable: true });
+      const why = PERMISSION_HINTS[permission];
+      const err = new VitaleBridgeError(`cannot connect to vitale-bridge at ${this.#url} (${code})${why ? `: ${why}` : ""}`, {
+        code: "DISCONNECTED",
+        reason: "SERVICE_UNAVAILABLE",
+        retriable: permission !== "blocked-by-browser",
+      });
+      err.permission = permission;
       for (const w of this.#waiters.splice(0)) w.reject(err);
     }
   }

@@ -80,6 +80,7 @@ pub struct Metrics {
     read_buckets: [AtomicU64; READ_BUCKETS.len() + 1],
     read_micros: AtomicU64,
     signatures: [AtomicU64; SIGNATURE_RESULTS.len()],
+    silent_connections: AtomicU64,
 }
 
 impl Metrics {
@@ -107,6 +108,12 @@ impl Metrics {
         self.signatures[usize::from(!verified)].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts one connection closed before it sent a byte (a browser's Local Network
+    /// Access check, or a port scan).
+    pub fn silent_connection(&self) {
+        self.silent_connections.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The counters now, for [`render`].
     pub fn counters(&self) -> Counters {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -119,6 +126,7 @@ impl Metrics {
             read_buckets: self.read_buckets.each_ref().map(load),
             read_seconds: load(&self.read_micros) as f64 / 1e6,
             signatures: self.signatures.each_ref().map(load),
+            silent_connections: load(&self.silent_connections),
         }
     }
 }
@@ -136,6 +144,8 @@ pub struct Counters {
     pub read_seconds: f64,
     /// Signatures verified, then failed.
     pub signatures: [u64; SIGNATURE_RESULTS.len()],
+    /// Connections closed before sending a byte.
+    pub silent_connections: u64,
 }
 
 /// Everything one scrape exposes: the counters plus the gauges read from the hub.
@@ -280,6 +290,17 @@ pub fn render(sample: &Sample) -> String {
             &n.to_string(),
         );
     }
+
+    out.family(
+        "vitale_bridge_silent_connections_total",
+        "counter",
+        "Connections closed before sending a byte: a browser's Local Network Access check, or a port scan.",
+    );
+    out.sample(
+        "vitale_bridge_silent_connections_total",
+        &[],
+        &c.silent_connections.to_string(),
+    );
 
     out.text
 }
@@ -437,6 +458,7 @@ mod tests {
         m.read_failed(Reason::CardRemoved);
         m.read_failed(Reason::CardRemoved);
         m.signature(true);
+        m.silent_connection();
         m.read_succeeded(ReaderKind::Pcsc, CardType::Unknown, Duration::ZERO);
         let mut sample = Sample {
             clients: 3,
@@ -473,6 +495,7 @@ mod tests {
         assert!(text.contains("vitale_bridge_read_errors_total{reason=\"CARD_REMOVED\"} 2\n"));
         assert!(text.contains("vitale_bridge_read_errors_total{reason=\"INTERNAL\"} 0\n"));
         assert!(text.contains("vitale_bridge_signatures_total{result=\"verified\"} 1\n"));
+        assert!(text.contains("\nvitale_bridge_silent_connections_total 1\n"));
         // A non-readable type appears only once counted.
         assert!(text.contains("card_type=\"unknown\"} 1\n"));
         assert!(!text.contains("card_type=\"cps\""));

@@ -30,6 +30,7 @@ pub fn run(common: &CommonArgs, loaded: Result<Config, ConfigError>) -> ExitCode
     };
     checks.extend(config_checks(&cfg));
     checks.push(port_check(&cfg));
+    checks.extend(silent_check(&cfg));
     if cfg.pcsc.enabled {
         checks.extend(transport::pcsc::diagnose());
     } else {
@@ -146,7 +147,7 @@ fn port_check(cfg: &Config) -> Check {
     match TcpListener::bind(addr) {
         Ok(_) => ok(format!("port {port} is free on 127.0.0.1")),
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-            if health(addr).is_some_and(|h| h.contains("\"status\"")) {
+            if get(addr, "/health").is_some_and(|h| h.contains("\"status\"")) {
                 ok(format!(
                     "a vitale-bridge daemon is already serving on 127.0.0.1:{port}"
                 ))
@@ -164,15 +165,49 @@ fn port_check(cfg: &Config) -> Check {
     }
 }
 
-/// `GET /health` with short timeouts; the body when something answers.
-fn health(addr: SocketAddr) -> Option<String> {
+/// When a daemon is serving on the configured port: did it see connections closed
+/// before a byte lately (its `/diagnostics`)? That is what a browser's Local Network
+/// Access block looks like from the daemon's side; the page itself only sees 1006.
+fn silent_check(cfg: &Config) -> Option<Check> {
+    let port = cfg.listen.port();
+    if port == 0 {
+        return None;
+    }
+    let raw = get(
+        SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+        "/diagnostics",
+    )?;
+    let body = raw.split_once("\r\n\r\n")?.1;
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let s = v.get("silentConnections")?;
+    let total = s.get("total")?.as_u64()?;
+    if s.get("recent")?.as_bool()? {
+        let ago = s
+            .get("lastSecondsAgo")
+            .and_then(|a| a.as_u64())
+            .unwrap_or(0);
+        Some(warn(
+            format!(
+                "{total} connection(s) closed before sending anything, the last {ago} s ago: a browser's Local Network Access check blocking a web page, or a port scan"
+            ),
+            "if the practice software cannot connect, pre-approve its origin in the browser: policy LocalNetworkAccessAllowedForUrls (Chrome, Edge, Chromium; docs/integration.md)",
+        ))
+    } else {
+        Some(ok(format!(
+            "no connection closed before sending anything lately ({total} since start): no sign of a browser blocking pages"
+        )))
+    }
+}
+
+/// `GET path` with short timeouts; the raw response when something answers.
+fn get(addr: SocketAddr, path: &str) -> Option<String> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
     s.set_write_timeout(Some(Duration::from_secs(1))).ok()?;
     let port = addr.port();
     write!(
         s,
-        "GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
     )
     .ok()?;
     let mut body = Vec::new();

@@ -59,6 +59,9 @@ pub enum HeadError {
     /// The peer closed before finishing the head.
     #[error("connection closed during the request head")]
     Closed,
+    /// The peer closed (or reset) before sending a single byte.
+    #[error("connection closed before sending anything")]
+    Silent,
     /// Socket error.
     #[error("socket error while reading the request head")]
     Io(#[source] std::io::Error),
@@ -106,12 +109,20 @@ pub async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Result<(Head, Ve
         let room = (MAX_HEAD_BYTES + 1)
             .saturating_sub(buf.len())
             .min(chunk.len());
-        let n = stream
-            .read(&mut chunk[..room])
-            .await
-            .map_err(HeadError::Io)?;
+        let n = match stream.read(&mut chunk[..room]).await {
+            Ok(n) => n,
+            // Scanners often reset instead of closing: silent all the same.
+            Err(e) if buf.is_empty() && e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Err(HeadError::Silent);
+            }
+            Err(e) => return Err(HeadError::Io(e)),
+        };
         if n == 0 {
-            return Err(HeadError::Closed);
+            return Err(if buf.is_empty() {
+                HeadError::Silent
+            } else {
+                HeadError::Closed
+            });
         }
         buf.extend_from_slice(&chunk[..n]);
         if let Some((head, len)) = parse_head(&buf)? {
@@ -207,6 +218,20 @@ mod tests {
         assert!(matches!(
             parse_head(b"GET / HTTP/1.1\r\nX: \xff\r\n\r\n"),
             Err(HeadError::Malformed)
+        ));
+    }
+
+    #[tokio::test]
+    async fn closing_before_any_byte_is_silent_and_after_some_is_closed() {
+        let mut empty: &[u8] = b"";
+        assert!(matches!(
+            read_head(&mut empty).await,
+            Err(HeadError::Silent)
+        ));
+        let mut partial: &[u8] = b"GET / HT";
+        assert!(matches!(
+            read_head(&mut partial).await,
+            Err(HeadError::Closed)
         ));
     }
 

@@ -7,6 +7,7 @@
 //! - [`rpc`] and [`methods`]: JSON-RPC envelopes and method parameters, pure.
 //! - `session` and [`writer`]: one upgraded connection, incoming and outgoing.
 //! - [`limits`]: the rate limiter and client slots.
+//! - [`silent`]: connections closed before a byte (Local Network Access blocks).
 
 pub mod handshake;
 pub mod http;
@@ -15,6 +16,7 @@ pub mod methods;
 mod router;
 pub mod rpc;
 mod session;
+pub mod silent;
 pub mod writer;
 
 use std::future::Future;
@@ -80,6 +82,7 @@ struct Ctx {
     hub: Arc<Hub>,
     cfg: ServerConfig,
     policy: OriginPolicy,
+    silent: silent::SilentWatch,
 }
 
 /// Serves WebSocket and HTTP on the given loopback listeners until `shutdown`
@@ -96,7 +99,12 @@ pub async fn serve(
         tracing::warn!(origin = ?entry, "allowed_origins entry is not an origin (scheme://host[:port]); it matches nothing");
     }
     let pending = Arc::new(Semaphore::new(cfg.max_pending_handshakes.max(1)));
-    let ctx = Arc::new(Ctx { hub, cfg, policy });
+    let ctx = Arc::new(Ctx {
+        hub,
+        cfg,
+        policy,
+        silent: silent::SilentWatch::default(),
+    });
     let (stop_tx, stop_rx) = watch::channel(false);
     // Every connection task holds a clone; when all are gone, `recv` returns None.
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);

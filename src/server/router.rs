@@ -1,5 +1,5 @@
 //! One accepted TCP connection before any WebSocket traffic: the request head within
-//! the handshake deadline, then `/health`, the status page, `/metrics` when enabled,
+//! the handshake deadline, then `/health`, the status page, `/diagnostics`, `/metrics` when enabled,
 //! or the `/v1` upgrade with every rule of product.md §4.1 checked before the 101.
 
 use std::net::SocketAddr;
@@ -67,6 +67,10 @@ pub async fn handle(
                 let response = match e {
                     HeadError::TooLarge => http::error_response(431, "request head too large"),
                     HeadError::Malformed => http::error_response(400, "malformed request"),
+                    HeadError::Silent => {
+                        ctx.silent.noticed(&ctx.hub);
+                        return None;
+                    }
                     HeadError::Closed | HeadError::Io(_) => return None,
                 };
                 tracing::debug!(peer = %addr, error = %e, "bad request head");
@@ -154,10 +158,11 @@ fn route(ctx: &Ctx, head: &Head, addr: SocketAddr, port: u16) -> Route {
         "/" if get => Route::Respond(page(STATUS_HTML, "text/html; charset=utf-8")),
         "/status.js" if get => Route::Respond(page(STATUS_JS, "text/javascript; charset=utf-8")),
         "/client.js" if get => Route::Respond(client_js()),
+        "/diagnostics" if get => Route::Respond(ctx.silent.diagnostics_response()),
         "/v1" if get => upgrade(ctx, head, addr, port),
         // Disabled, the endpoint does not exist: 404 like any unknown path.
         "/metrics" if get && ctx.cfg.metrics => metrics(ctx, head, addr, port),
-        "/health" | "/" | "/status.js" | "/client.js" | "/v1" => {
+        "/health" | "/" | "/status.js" | "/client.js" | "/diagnostics" | "/v1" => {
             Route::Respond(http::error_response(405, "method not allowed"))
         }
         "/metrics" if ctx.cfg.metrics => {

@@ -60,6 +60,27 @@
     });
   }
 
+  // Connections closed before sending anything: from the daemon's side, that is what
+  // a browser's Local Network Access block looks like (the blocked page only sees
+  // close 1006). Same-origin fetch; /diagnostics carries counts only.
+  function renderSilent() {
+    fetch("/diagnostics", { cache: "no-store" })
+      .then(function (r) { return r.json(); })
+      .then(function (d) {
+        var s = d.silentConnections || {};
+        var p = $("silent");
+        if (!s.recent) {
+          p.hidden = true;
+          return;
+        }
+        p.textContent = s.total + " connection(s) closed before sending anything, the last " +
+          s.lastSecondsAgo + " s ago: a browser's Local Network Access check blocking a web page " +
+          "(ask the administrator to allow the practice software's site in the browser), or a port scan.";
+        p.hidden = false;
+      })
+      .catch(function () { /* the page keeps working without it */ });
+  }
+
   function addEvent(ev) {
     var body = $("events");
     var row = document.createElement("tr");
@@ -80,6 +101,7 @@
       refreshTimer = null;
       call("readers.list").then(function (r) { renderReaders(r.readers); });
       call("status").then(renderStatus);
+      renderSilent();
     }, 300);
   }
 
@@ -92,6 +114,7 @@
         $("version").textContent = "v" + h.version;
       });
       call("status").then(renderStatus);
+      renderSilent();
       call("subscribe").then(function (s) { renderReaders(s.snapshot.readers); });
     };
     ws.onmessage = function (m) {

@@ -20,6 +20,20 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::WAIT;
 
+/// How to start Chromium: [`Launch::default`] is the plain headless browser of the
+/// loopback tests.
+#[derive(Default)]
+pub struct Launch {
+    /// Program and arguments put in front of `chromium` (e.g. `ip netns exec NAME`).
+    pub wrapper: Vec<String>,
+    /// Extra Chromium flags.
+    pub args: Vec<String>,
+    /// Headed, on this X display, instead of `--headless`.
+    pub display: Option<String>,
+    /// Opens a TCP connection where the browser runs (another network namespace).
+    pub connect: Option<Box<dyn Fn(std::net::SocketAddr) -> TcpStream>>,
+}
+
 /// A headless Chromium with one page attached; killed on drop.
 pub struct Browser {
     child: Child,
@@ -34,27 +48,45 @@ pub struct Browser {
 impl Browser {
     /// Starts Chromium with a fresh profile and opens one blank page.
     pub async fn launch() -> Browser {
+        Self::launch_with(Launch::default()).await
+    }
+
+    /// Starts Chromium as `launch` says (a wrapper such as `ip netns exec`, extra
+    /// flags, headed on an X display) and opens one blank page.
+    pub async fn launch_with(launch: Launch) -> Browser {
         let exe = super::require_tool("chromium", "chromium");
         let profile = tempfile::tempdir().expect("profile dir");
-        let mut child = Command::new(exe)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--no-default-browser-check",
-                "--remote-debugging-port=0",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg("about:blank")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn chromium");
+        let mut cmd = match launch.wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(&exe);
+                c
+            }
+            None => Command::new(&exe),
+        };
+        if launch.display.is_none() {
+            cmd.arg("--headless");
+        }
+        cmd.args([
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--no-default-browser-check",
+            "--remote-debugging-port=0",
+        ])
+        .args(&launch.args)
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("about:blank")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+        if let Some(display) = &launch.display {
+            cmd.env("DISPLAY", display);
+        }
+        let mut child = cmd.spawn().expect("spawn chromium");
         let stderr = child.stderr.take().expect("stderr");
         let lines = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
@@ -82,9 +114,28 @@ impl Browser {
                 );
             }
         };
-        let (ws, _) = tokio_tungstenite::connect_async(url.as_str())
-            .await
-            .expect("connect to DevTools");
+        let ws = match &launch.connect {
+            None => {
+                tokio_tungstenite::connect_async(url.as_str())
+                    .await
+                    .expect("connect to DevTools")
+                    .0
+            }
+            Some(connect) => {
+                // The browser listens inside another network namespace: open the
+                // socket there, then speak WebSocket over it.
+                let authority = url
+                    .strip_prefix("ws://")
+                    .and_then(|r| r.split('/').next())
+                    .expect("DevTools URL");
+                let addr = authority.parse().expect("DevTools address");
+                let tcp = connect(addr);
+                tokio_tungstenite::client_async(url.as_str(), MaybeTlsStream::Plain(tcp))
+                    .await
+                    .expect("connect to DevTools")
+                    .0
+            }
+        };
         let mut browser = Browser {
             child,
             ws,
@@ -113,12 +164,28 @@ impl Browser {
         browser.page("Runtime.enable", json!({})).await;
         // WebSocket frames the page receives, to check what reached it.
         browser.page("Network.enable", json!({})).await;
+        // Network errors (ERR_BLOCKED_BY_LOCAL_NETWORK_ACCESS_CHECKS) reach the
+        // console as log entries, not console API calls.
+        browser.page("Log.enable", json!({})).await;
         browser
     }
 
     /// Sends a DevTools command (to the page session when `session` is set) and
     /// returns its result; events that arrive meanwhile are kept.
-    async fn send(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
+    pub async fn send(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
+        match self.try_send(session, method, params).await {
+            Ok(v) => v,
+            Err(err) => panic!("DevTools {method} failed: {err}"),
+        }
+    }
+
+    /// Like [`send`](Self::send), returning DevTools' error object instead of failing.
+    pub async fn try_send(
+        &mut self,
+        session: Option<&str>,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, Value> {
         let id = self.next_id;
         self.next_id += 1;
         let mut msg = json!({"id": id, "method": method, "params": params});
@@ -133,9 +200,9 @@ impl Browser {
             let reply = self.recv().await;
             if reply.get("id") == Some(&json!(id)) {
                 if let Some(err) = reply.get("error") {
-                    panic!("DevTools {method} failed: {err}");
+                    return Err(err.clone());
                 }
-                return reply["result"].clone();
+                return Ok(reply["result"].clone());
             }
             self.events.push(reply);
         }
@@ -243,6 +310,16 @@ impl Browser {
             .filter_map(|e| e["params"]["response"]["payloadData"].as_str())
             .map(str::to_string)
             .collect()
+    }
+
+    /// Every DevTools event seen since the last navigation, as JSON text (to look
+    /// for a network error code the page itself cannot see).
+    pub fn events_text(&self) -> String {
+        self.events
+            .iter()
+            .map(Value::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// Chromium's own stderr, for failure reports.

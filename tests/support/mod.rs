@@ -4,7 +4,10 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod firefox;
+pub mod lna;
 pub mod schema;
+pub mod screen;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -41,10 +44,24 @@ impl Daemon {
 
     /// Like [`Daemon::spawn`] with extra environment variables.
     pub fn spawn_env(args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Self::spawn_wrapped(&[], args, env)
+    }
+
+    /// Like [`Daemon::spawn_env`], run through `wrapper` (e.g. `ip netns exec NAME`,
+    /// which execs the daemon so the child is the daemon itself).
+    pub fn spawn_wrapped(wrapper: &[String], args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let log_path = dir.path().join("daemon.log");
         let log = std::fs::File::create(&log_path).expect("log file");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vitale-bridge"));
+        let bin = env!("CARGO_BIN_EXE_vitale-bridge");
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
         cmd.args(args)
             // Keep the user's and the machine's config files out of tests.
             .env("XDG_CONFIG_HOME", dir.path())
@@ -244,4 +261,40 @@ pub fn require_tool(tool: &str, package: &str) -> PathBuf {
     panic!(
         "`{tool}` is required for this test: apt-get install -y {package} (or run scripts/test, which installs it)"
     );
+}
+
+/// `GET path` on the daemon at `127.0.0.1:port` with a valid Host header: the status
+/// code and the body.
+pub async fn http_get(port: u16, path: &str) -> (u16, String) {
+    let s = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    http_get_on(s, port, path).await
+}
+
+/// [`http_get`] over an already connected stream (e.g. one opened inside a network
+/// namespace).
+pub async fn http_get_on(mut s: TcpStream, port: u16, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("write request");
+    let mut out = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut out))
+        .await
+        .expect("answered in time")
+        .expect("read response");
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {head:?}"));
+    (status, body.to_string())
+}
+
+/// The value of an unlabelled series in a Prometheus exposition.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
