@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::server::ServerConfig;
+use crate::server::{ServerConfig, users};
 use crate::transport::nfc::NfcOptions;
 use crate::transport::pcsc::PcscOptions;
 
@@ -57,6 +57,10 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// Whether clients without an Origin header may connect.
     pub allow_native_clients: bool,
+    /// OS users (names or uids) besides the daemon's own whose programs may connect.
+    pub allowed_users: Vec<String>,
+    /// OS groups (names or gids) whose members' programs may connect.
+    pub allowed_groups: Vec<String>,
     /// Open connections at most.
     pub max_clients: usize,
     /// Server limits (product.md §4.5).
@@ -143,6 +147,8 @@ impl Default for Config {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_PORT),
             allowed_origins: Vec::new(),
             allow_native_clients: server.allow_native_clients,
+            allowed_users: Vec::new(),
+            allowed_groups: Vec::new(),
             max_clients: server.max_clients,
             limits: Limits {
                 max_message_bytes: server.max_message_bytes,
@@ -181,6 +187,10 @@ pub struct Layer {
     pub allowed_origins: Option<Vec<String>>,
     /// `allow_native_clients`.
     pub allow_native_clients: Option<bool>,
+    /// `allowed_users`.
+    pub allowed_users: Option<Vec<String>>,
+    /// `allowed_groups`.
+    pub allowed_groups: Option<Vec<String>>,
     /// `max_clients`.
     pub max_clients: Option<usize>,
     /// `[limits]`.
@@ -331,6 +341,20 @@ impl Config {
         if let Some(v) = layer.allow_native_clients {
             self.allow_native_clients = v;
         }
+        // Resolved now so a typo is an error at start (exit 2) rather than a user
+        // silently locked out; resolved again in `server()`.
+        if let Some(users) = layer.allowed_users {
+            for u in &users {
+                users::resolve_user(u).map_err(|m| ConfigError::key(src, "allowed_users", m))?;
+            }
+            self.allowed_users = users;
+        }
+        if let Some(groups) = layer.allowed_groups {
+            for g in &groups {
+                users::resolve_group(g).map_err(|m| ConfigError::key(src, "allowed_groups", m))?;
+            }
+            self.allowed_groups = groups;
+        }
         if let Some(v) = layer.max_clients {
             self.max_clients = positive(v, src, "max_clients")?;
         }
@@ -396,6 +420,18 @@ impl Config {
         ServerConfig {
             allowed_origins: self.allowed_origins.clone(),
             allow_native_clients: self.allow_native_clients,
+            // An account deleted since `apply` validated it is dropped: that can only
+            // narrow who may connect, never widen it.
+            allowed_uids: self
+                .allowed_users
+                .iter()
+                .filter_map(|u| users::resolve_user(u).ok())
+                .collect(),
+            allowed_gids: self
+                .allowed_groups
+                .iter()
+                .filter_map(|g| users::resolve_group(g).ok())
+                .collect(),
             max_clients: self.max_clients,
             max_message_bytes: self.limits.max_message_bytes,
             handshake_timeout: Duration::from_millis(self.limits.handshake_timeout_ms),
@@ -441,6 +477,8 @@ struct FileView<'a> {
     listen: String,
     allowed_origins: &'a [String],
     allow_native_clients: bool,
+    allowed_users: &'a [String],
+    allowed_groups: &'a [String],
     max_clients: usize,
     limits: &'a Limits,
     pcsc: &'a PcscConfig,
@@ -457,6 +495,8 @@ impl<'a> From<&'a Config> for FileView<'a> {
             listen: c.listen.to_string(),
             allowed_origins: &c.allowed_origins,
             allow_native_clients: c.allow_native_clients,
+            allowed_users: &c.allowed_users,
+            allowed_groups: &c.allowed_groups,
             max_clients: c.max_clients,
             limits: &c.limits,
             pcsc: &c.pcsc,
@@ -822,6 +862,20 @@ mod tests {
         ] {
             assert!(validate_origin(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn allowed_users_and_groups_resolve_or_name_the_key() {
+        let c = load("allowed_users = [\"root\", \"4242\"]\nallowed_groups = [\"root\"]")
+            .expect("valid");
+        assert_eq!(c.server().allowed_uids, vec![0, 4242]);
+        assert_eq!(c.server().allowed_gids, vec![0]);
+        let e = load("allowed_users = [\"no-such-user-vb\"]").expect_err("unknown user");
+        assert_eq!(e.key.as_deref(), Some("allowed_users"));
+        assert!(e.message.contains("no-such-user-vb"), "{e}");
+        let e = load("allowed_groups = [\"no-such-group-vb\"]").expect_err("unknown group");
+        assert_eq!(e.key.as_deref(), Some("allowed_groups"));
+        assert!(Config::default().server().allowed_uids.is_empty());
     }
 
     #[test]

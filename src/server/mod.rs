@@ -7,14 +7,20 @@
 //! - [`rpc`] and [`methods`]: JSON-RPC envelopes and method parameters, pure.
 //! - `session` and [`writer`]: one upgraded connection, incoming and outgoing.
 //! - [`limits`]: the rate limiter and client slots.
+//! - [`pending`]: the bounded handshake slots (oldest evicted when full).
+//! - [`owner`] and [`users`]: which OS user owns a client socket, and whether that
+//!   user may connect (the local trust boundary, docs/security.md).
 
 pub mod handshake;
 pub mod http;
 pub mod limits;
 pub mod methods;
+pub mod owner;
+pub mod pending;
 mod router;
 pub mod rpc;
 mod session;
+pub mod users;
 pub mod writer;
 
 use std::future::Future;
@@ -22,10 +28,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 
 use crate::bus::Hub;
 use handshake::OriginPolicy;
+use pending::PendingHandshakes;
+use users::UserPolicy;
 
 /// Server settings (product.md §3–4.5).
 #[derive(Debug, Clone)]
@@ -50,8 +58,17 @@ pub struct ServerConfig {
     pub close_timeout: Duration,
     /// Card operations (`card.read`, `card.sign`) in flight per connection.
     pub max_inflight: usize,
-    /// Connections still in their HTTP handshake at once; more are dropped at accept.
+    /// Connections still in their HTTP handshake at once; beyond this the oldest
+    /// pending one is closed to make room.
     pub max_pending_handshakes: usize,
+    /// How long a new connection may stay silent before its first byte; shorter than
+    /// `handshake_timeout` so idle sockets free their handshake slot quickly.
+    pub first_byte_timeout: Duration,
+    /// Users besides the daemon's own effective user whose sockets may connect
+    /// (resolved uids of `allowed_users`).
+    pub allowed_uids: Vec<u32>,
+    /// Groups whose members' sockets may connect (resolved gids of `allowed_groups`).
+    pub allowed_gids: Vec<u32>,
     /// Serve `GET /metrics`; when off the path is unknown (404).
     pub metrics: bool,
 }
@@ -70,6 +87,9 @@ impl Default for ServerConfig {
             close_timeout: Duration::from_secs(3),
             max_inflight: 4,
             max_pending_handshakes: 128,
+            first_byte_timeout: Duration::from_secs(1),
+            allowed_uids: Vec::new(),
+            allowed_gids: Vec::new(),
             metrics: false,
         }
     }
@@ -80,6 +100,7 @@ struct Ctx {
     hub: Arc<Hub>,
     cfg: ServerConfig,
     policy: OriginPolicy,
+    users: Arc<UserPolicy>,
 }
 
 /// Serves WebSocket and HTTP on the given loopback listeners until `shutdown`
@@ -95,8 +116,23 @@ pub async fn serve(
     for entry in invalid {
         tracing::warn!(origin = ?entry, "allowed_origins entry is not an origin (scheme://host[:port]); it matches nothing");
     }
-    let pending = Arc::new(Semaphore::new(cfg.max_pending_handshakes.max(1)));
-    let ctx = Arc::new(Ctx { hub, cfg, policy });
+    let pending = PendingHandshakes::new(cfg.max_pending_handshakes);
+    let users = Arc::new(UserPolicy::for_this_process(
+        cfg.allowed_uids.clone(),
+        cfg.allowed_gids.clone(),
+    ));
+    tracing::info!(
+        uid = users.own(),
+        allowed_users = ?cfg.allowed_uids,
+        allowed_groups = ?cfg.allowed_gids,
+        "serving only sockets of these OS users"
+    );
+    let ctx = Arc::new(Ctx {
+        hub,
+        cfg,
+        policy,
+        users,
+    });
     let (stop_tx, stop_rx) = watch::channel(false);
     // Every connection task holds a clone; when all are gone, `recv` returns None.
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
@@ -128,7 +164,7 @@ pub async fn serve(
 async fn accept_loop(
     listener: TcpListener,
     ctx: Arc<Ctx>,
-    pending: Arc<Semaphore>,
+    pending: Arc<PendingHandshakes>,
     mut stop: watch::Receiver<bool>,
     alive: mpsc::Sender<()>,
 ) {
@@ -147,15 +183,16 @@ async fn accept_loop(
                 continue;
             }
         };
-        let Ok(permit) = pending.clone().try_acquire_owned() else {
-            tracing::warn!(peer = %addr, "too many connections in handshake; dropping");
-            continue;
-        };
+        let admission = pending.admit();
+        if admission.evicted_other {
+            // Debug only: under a flood this would be one line per connection.
+            tracing::debug!(peer = %addr, "handshake slots full; closed the oldest pending handshake");
+        }
         let ctx = ctx.clone();
         let stop = stop.clone();
         let alive = alive.clone();
         tokio::spawn(async move {
-            router::handle(ctx, stream, addr, stop, permit).await;
+            router::handle(ctx, stream, addr, stop, admission).await;
             drop(alive);
         });
     }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod os_user;
 pub mod schema;
 
 use std::io::{BufRead, BufReader};
@@ -41,10 +42,25 @@ impl Daemon {
 
     /// Like [`Daemon::spawn`] with extra environment variables.
     pub fn spawn_env(args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Self::spawn_wrapped(&[], args, env)
+    }
+
+    /// Like [`Daemon::spawn_env`], the binary run through `wrapper` (e.g.
+    /// `["unshare", "-n", "sh", "-c", "…; exec \"$0\" \"$@\""]`): the wrapper's
+    /// arguments come first, then the binary's path, then `args`.
+    pub fn spawn_wrapped(wrapper: &[&str], args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let log_path = dir.path().join("daemon.log");
         let log = std::fs::File::create(&log_path).expect("log file");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vitale-bridge"));
+        let bin = env!("CARGO_BIN_EXE_vitale-bridge");
+        let mut cmd = match wrapper.split_first() {
+            None => Command::new(bin),
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(bin);
+                c
+            }
+        };
         cmd.args(args)
             // Keep the user's and the machine's config files out of tests.
             .env("XDG_CONFIG_HOME", dir.path())
