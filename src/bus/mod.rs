@@ -8,6 +8,7 @@ pub mod handle;
 pub mod hub;
 pub mod metrics;
 pub mod ops;
+pub mod scope;
 
 pub use event::{
     Card, Event, EventKind, Reader, ReaderKind, ReaderState, Service, ServiceState, Signature,
@@ -15,3 +16,4 @@ pub use event::{
 pub use handle::{ReaderHandle, ReaderRequest};
 pub use hub::{Hub, Notification, PcscStatus, StatusSnapshot, Subscription, Update};
 pub use metrics::Metrics;
+pub use scope::{ScopedIdentity, ScopedReader, Scopes, View};

@@ -38,8 +38,12 @@ use users::UserPolicy;
 /// Server settings (product.md §3–4.5).
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Exact allowed origins (`https://app.example`), compared normalised.
+    /// Exact allowed origins (`https://app.example`), compared normalised; each
+    /// gets every scope unless `origin_scopes` narrows it.
     pub allowed_origins: Vec<String>,
+    /// Origins with the scopes they get (the `[origins."…"]` table form); an
+    /// origin listed here is allowed even if absent from `allowed_origins`.
+    pub origin_scopes: Vec<(String, crate::bus::Scopes)>,
     /// Whether clients without an Origin header may connect.
     pub allow_native_clients: bool,
     /// Open connections at most; more get HTTP 503.
@@ -77,6 +81,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             allowed_origins: Vec::new(),
+            origin_scopes: Vec::new(),
             allow_native_clients: true,
             max_clients: 32,
             max_message_bytes: 64 * 1024,
@@ -112,7 +117,9 @@ pub async fn serve(
     cfg: ServerConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    let (policy, invalid) = OriginPolicy::new(&cfg.allowed_origins, cfg.allow_native_clients);
+    let (mut policy, mut invalid) =
+        OriginPolicy::new(&cfg.allowed_origins, cfg.allow_native_clients);
+    invalid.extend(policy.with_scopes(&cfg.origin_scopes));
     for entry in invalid {
         tracing::warn!(origin = ?entry, "allowed_origins entry is not an origin (scheme://host[:port]); it matches nothing");
     }

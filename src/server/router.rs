@@ -282,7 +282,7 @@ fn upgrade(ctx: &Ctx, head: &Head, addr: SocketAddr, port: u16) -> Route {
         tracing::warn!(peer = %addr, origin = ?origins, max = ctx.cfg.max_clients, "rejected websocket handshake: client limit reached");
         return Route::Respond(http::error_response(503, "too many clients"));
     };
-    tracing::info!(peer = %addr, origin = ?origins, redacted = peer.redacted(), "client connected");
+    tracing::info!(peer = %addr, origin = ?origins, redacted = peer.redacted(), scopes = ?peer.scopes().names(), "client connected");
     Route::Upgrade {
         response: http::upgrade_response(key),
         peer,

@@ -26,6 +26,7 @@ use super::methods::{self, Call};
 use super::rpc::{self, Incoming, RpcError};
 use super::writer::{Closing, Ended, Out, Sink, Writer};
 use super::{Ctx, ServerConfig};
+use crate::bus::{ScopedIdentity, ScopedReader, Scopes};
 use crate::error::{ProtocolError, Reason};
 
 type Source = SplitStream<WebSocketStream<TcpStream>>;
@@ -316,20 +317,26 @@ impl Session<'_> {
                     let shown: String = client.chars().take(64).collect();
                     tracing::debug!(peer = %self.addr, client = ?shown, "hello");
                 }
-                methods::hello(redacted)
+                methods::hello(redacted, self.peer.scopes())
             }
             Call::Status => methods::status(hub),
-            Call::ReadersList => methods::readers(hub, redacted),
+            Call::ReadersList => methods::readers(hub, redacted, self.peer.scopes()),
             Call::Subscribe => {
                 if let Some(old) = self.subscription.take() {
                     hub.unsubscribe(old);
                 }
-                let sub = hub.subscribe(self.ctx.cfg.queue_len, redacted);
+                let sub = hub.subscribe_as(self.ctx.cfg.queue_len, self.peer.view());
                 self.subscription = Some(sub.id);
+                let scopes = self.peer.scopes();
                 let response = id.as_ref().map(|id| {
+                    let readers: Vec<ScopedReader<'_>> = sub
+                        .snapshot
+                        .iter()
+                        .map(|r| ScopedReader(r, scopes))
+                        .collect();
                     rpc::success(
                         id,
-                        json!({"seq": sub.seq, "snapshot": {"readers": sub.snapshot}}),
+                        json!({"seq": sub.seq, "snapshot": {"readers": readers}}),
                     )
                 });
                 return self
@@ -371,6 +378,12 @@ impl Session<'_> {
                 .send(rpc::failure(&id, &methods::not_permitted()))
                 .await;
         }
+        if matches!(call, Call::CardSign { .. }) && !self.peer.scopes().contains(Scopes::SIGN) {
+            return self
+                .send(rpc::failure(&id, &methods::sign_not_permitted()))
+                .await;
+        }
+        let scopes = self.peer.scopes();
         if self.tasks.len() >= self.ctx.cfg.max_inflight {
             let e = ProtocolError::new(
                 Reason::RateLimited,
@@ -392,7 +405,7 @@ impl Session<'_> {
                     let r = hub.read_card(&reader, fresh).await;
                     tracing::info!(peer = %addr, reader = %reader, fresh, ok = r.is_ok(), ms = started.elapsed().as_millis() as u64, "card.read");
                     match r {
-                        Ok(identity) => rpc::success(&id, &*identity),
+                        Ok(identity) => rpc::success(&id, ScopedIdentity(&identity, scopes)),
                         Err(e) => rpc::failure(&id, &e.into()),
                     }
                 }
