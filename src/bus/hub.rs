@@ -21,6 +21,7 @@ use super::event::{
 use super::handle::ReaderHandle;
 use super::metrics::{self, Metrics};
 use super::scope::{ScopedIdentity, Scopes, View};
+use super::wiped::WipedJson;
 use crate::card::{CardType, Identity};
 use crate::error::ProtocolError;
 
@@ -105,8 +106,9 @@ pub enum Update {
 pub struct Notification {
     /// The event's `seq`.
     pub seq: u64,
-    /// The complete JSON-RPC notification text.
-    pub json: Arc<str>,
+    /// The complete JSON-RPC notification text, shared by every subscriber of a
+    /// view and wiped when the last one is done with it.
+    pub json: WipedJson,
 }
 
 /// A live subscription: the snapshot and the ordered notifications after it.
@@ -629,9 +631,9 @@ fn encoding(kind: &EventKind, view: &View) -> Encoding {
 /// needs it.
 struct Views<'a> {
     event: &'a Event,
-    full: Option<Arc<str>>,
-    redacted: Option<Arc<str>>,
-    scoped: [Option<Arc<str>>; 16],
+    full: Option<WipedJson>,
+    redacted: Option<WipedJson>,
+    scoped: [Option<WipedJson>; 16],
 }
 
 impl<'a> Views<'a> {
@@ -644,7 +646,7 @@ impl<'a> Views<'a> {
         }
     }
 
-    fn get(&mut self, view: &View) -> Arc<str> {
+    fn get(&mut self, view: &View) -> WipedJson {
         match encoding(&self.event.kind, view) {
             Encoding::Full => {
                 if self.full.is_none() {
@@ -664,7 +666,7 @@ impl<'a> Views<'a> {
         .unwrap_or_else(|| self.redacted())
     }
 
-    fn redacted(&mut self) -> Arc<str> {
+    fn redacted(&mut self) -> WipedJson {
         let event = self.event;
         self.redacted
             .get_or_insert_with(|| {
@@ -684,13 +686,13 @@ impl<'a> Views<'a> {
             .clone()
     }
 
-    fn encode_full(&mut self) -> Arc<str> {
-        match serde_json::to_string(&NotificationBody {
+    fn encode_full(&mut self) -> WipedJson {
+        match WipedJson::encode(&NotificationBody {
             jsonrpc: "2.0",
             method: "event",
             params: self.event,
         }) {
-            Ok(s) => Arc::from(s),
+            Ok(s) => s,
             // Never expected; the event still goes out, without its data, so no
             // subscriber sees a gap in `seq`.
             Err(e) => {
@@ -700,7 +702,7 @@ impl<'a> Views<'a> {
         }
     }
 
-    fn encode_scoped(&mut self, scopes: Scopes) -> Arc<str> {
+    fn encode_scoped(&mut self, scopes: Scopes) -> WipedJson {
         let EventKind::IdentityRead(identity) = &self.event.kind else {
             return self.encode_full();
         };
@@ -711,12 +713,12 @@ impl<'a> Views<'a> {
             data: ScopedIdentity(identity, scopes),
             reader: &self.event.reader,
         };
-        match serde_json::to_string(&NotificationBody {
+        match WipedJson::encode(&NotificationBody {
             jsonrpc: "2.0",
             method: "event",
             params: &body,
         }) {
-            Ok(s) => Arc::from(s),
+            Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "event serialization failed; sending it redacted");
                 self.redacted()
@@ -737,9 +739,9 @@ struct ScopedEvent<'a> {
 
 /// The redacted form is numbers and fixed strings; it cannot fail, but a fixed text
 /// stands in rather than a panic.
-fn encode_or_placeholder<T: Serialize>(v: &T) -> Arc<str> {
-    serde_json::to_string(v).map(Arc::from).unwrap_or_else(|_| {
-        Arc::from(r#"{"jsonrpc":"2.0","method":"event","params":{"redacted":true}}"#)
+fn encode_or_placeholder<T: Serialize>(v: &T) -> WipedJson {
+    WipedJson::encode(v).unwrap_or_else(|_| {
+        WipedJson::from_static(r#"{"jsonrpc":"2.0","method":"event","params":{"redacted":true}}"#)
     })
 }
 
@@ -944,11 +946,11 @@ mod tests {
             next(&mut inproc),
         );
         assert!(
-            Arc::ptr_eq(&n1.json, &n2.json),
+            WipedJson::same_buffer(&n1.json, &n2.json),
             "one encoding per distinct view"
         );
         assert!(
-            Arc::ptr_eq(&a.json, &f.json),
+            WipedJson::same_buffer(&a.json, &f.json),
             "all scopes is the full encoding"
         );
         let v =
@@ -996,7 +998,10 @@ mod tests {
             assert!(!other.json.contains("PUBKEY") && !other.json.contains("CHALLENGE"));
             assert_eq!(other.seq, d.seq, "others keep a gapless seq");
         }
-        assert!(Arc::ptr_eq(&a.json, &p.json), "one redacted encoding");
+        assert!(
+            WipedJson::same_buffer(&a.json, &p.json),
+            "one redacted encoding"
+        );
         // Same binding without the sign scope: withheld too.
         let mut unsigned = hub.subscribe_as(16, client(Scopes::IDENTITY, "https://d.example"));
         hub.publish(Update::SignatureCompleted {

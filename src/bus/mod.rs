@@ -9,6 +9,7 @@ pub mod hub;
 pub mod metrics;
 pub mod ops;
 pub mod scope;
+pub mod wiped;
 
 pub use event::{
     Card, Event, EventKind, Reader, ReaderKind, ReaderState, Service, ServiceState, Signature,
@@ -17,3 +18,4 @@ pub use handle::{ReaderHandle, ReaderRequest};
 pub use hub::{Hub, Notification, PcscStatus, StatusSnapshot, Subscription, Update};
 pub use metrics::Metrics;
 pub use scope::{ScopedIdentity, ScopedReader, Scopes, View};
+pub use wiped::WipedJson;

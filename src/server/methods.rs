@@ -4,12 +4,12 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::rpc::RpcError;
-use crate::bus::{Hub, ScopedReader, Scopes};
+use crate::bus::{Hub, Reader, ScopedReader, Scopes};
 use crate::error::{ProtocolError, Reason};
 
 /// Protocol version this server speaks.
@@ -164,11 +164,29 @@ pub fn status(hub: &Hub) -> Value {
     serde_json::to_value(hub.status()).unwrap_or(Value::Null)
 }
 
-/// `readers.list`'s result, identities limited to `scopes`.
-pub fn readers(hub: &Hub, redacted: bool, scopes: Scopes) -> Value {
-    let readers = hub.readers(redacted);
-    let scoped: Vec<ScopedReader<'_>> = readers.iter().map(|r| ScopedReader(r, scopes)).collect();
-    json!({ "readers": scoped })
+/// `readers.list`'s result (and a `subscribe` snapshot): readers with identities
+/// limited to `scopes`, serialized straight from the registry's copies.
+#[derive(Serialize)]
+pub struct ReadersResult<'a> {
+    readers: Vec<ScopedReader<'a>>,
+}
+
+impl<'a> ReadersResult<'a> {
+    /// The readers as an origin with `scopes` sees them.
+    pub fn new(readers: &'a [Reader], scopes: Scopes) -> Self {
+        ReadersResult {
+            readers: readers.iter().map(|r| ScopedReader(r, scopes)).collect(),
+        }
+    }
+}
+
+/// `subscribe`'s result.
+#[derive(Serialize)]
+pub struct SubscribeResult<'a> {
+    /// The last `seq` the snapshot includes.
+    pub seq: u64,
+    /// The readers at `seq`.
+    pub snapshot: ReadersResult<'a>,
 }
 
 /// The error the status page gets for card work.

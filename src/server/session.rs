@@ -26,7 +26,7 @@ use super::methods::{self, Call};
 use super::rpc::{self, Incoming, RpcError};
 use super::writer::{Closing, Ended, Out, Sink, Writer};
 use super::{Ctx, ServerConfig};
-use crate::bus::{ScopedIdentity, ScopedReader, Scopes};
+use crate::bus::{ScopedIdentity, Scopes, WipedJson};
 use crate::error::{ProtocolError, Reason};
 
 type Source = SplitStream<WebSocketStream<TcpStream>>;
@@ -268,8 +268,8 @@ impl Session<'_> {
     }
 
     /// Queues a response; `Err` when the writer has gone.
-    async fn send(&self, text: String) -> Result<(), ()> {
-        self.out.send(Out::Text(text)).await.map_err(|_| ())
+    async fn send(&self, text: impl Into<WipedJson>) -> Result<(), ()> {
+        self.out.send(Out::Text(text.into())).await.map_err(|_| ())
     }
 
     async fn on_text(&mut self, text: &str) -> Result<(), ()> {
@@ -320,7 +320,12 @@ impl Session<'_> {
                 methods::hello(redacted, self.peer.scopes())
             }
             Call::Status => methods::status(hub),
-            Call::ReadersList => methods::readers(hub, redacted, self.peer.scopes()),
+            Call::ReadersList => {
+                let Some(id) = id else { return Ok(()) };
+                let readers = hub.readers(redacted);
+                let result = methods::ReadersResult::new(&readers, self.peer.scopes());
+                return self.send(rpc::success_wiped(&id, result)).await;
+            }
             Call::Subscribe => {
                 if let Some(old) = self.subscription.take() {
                     hub.unsubscribe(old);
@@ -329,15 +334,11 @@ impl Session<'_> {
                 self.subscription = Some(sub.id);
                 let scopes = self.peer.scopes();
                 let response = id.as_ref().map(|id| {
-                    let readers: Vec<ScopedReader<'_>> = sub
-                        .snapshot
-                        .iter()
-                        .map(|r| ScopedReader(r, scopes))
-                        .collect();
-                    rpc::success(
-                        id,
-                        json!({"seq": sub.seq, "snapshot": {"readers": readers}}),
-                    )
+                    let result = methods::SubscribeResult {
+                        seq: sub.seq,
+                        snapshot: methods::ReadersResult::new(&sub.snapshot, scopes),
+                    };
+                    rpc::success_wiped(id, result)
                 });
                 return self
                     .out
@@ -353,7 +354,7 @@ impl Session<'_> {
                 if let Some(old) = self.subscription.take() {
                     hub.unsubscribe(old);
                 }
-                let response = id.as_ref().map(|id| rpc::success(id, json!({})));
+                let response = id.as_ref().map(|id| rpc::success(id, json!({})).into());
                 return self
                     .out
                     .send(Out::Unsubscribed { response })
@@ -405,16 +406,16 @@ impl Session<'_> {
                     let r = hub.read_card(&reader, fresh).await;
                     tracing::info!(peer = %addr, reader = %reader, fresh, ok = r.is_ok(), ms = started.elapsed().as_millis() as u64, "card.read");
                     match r {
-                        Ok(identity) => rpc::success(&id, ScopedIdentity(&identity, scopes)),
-                        Err(e) => rpc::failure(&id, &e.into()),
+                        Ok(identity) => rpc::success_wiped(&id, ScopedIdentity(&identity, scopes)),
+                        Err(e) => rpc::failure(&id, &e.into()).into(),
                     }
                 }
                 Call::CardSign { reader, challenge } => {
                     let r = hub.sign(&reader, &binding, &challenge).await;
                     tracing::info!(peer = %addr, reader = %reader, ok = r.is_ok(), "card.sign");
                     match r {
-                        Ok(sig) => rpc::success(&id, &*sig),
-                        Err(e) => rpc::failure(&id, &e.into()),
+                        Ok(sig) => rpc::success_wiped(&id, &*sig),
+                        Err(e) => rpc::failure(&id, &e.into()).into(),
                     }
                 }
                 _ => return,
