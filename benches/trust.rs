@@ -6,7 +6,7 @@
 //!    which is how the router runs it, and the procfs fallback for comparison.
 //!    Median and p99 of `ROUNDS` fresh connections.
 //! 2. A legitimate client's time from `connect` to the `subscribe` result while
-//!    1,000 and 5,000 idle sockets (connected, never a byte) are held against the
+//!    none, 1,000 and 5,000 idle sockets (connected, never a byte) are held against the
 //!    real in-process `serve`. Median, p99 and max of `SAMPLES` runs, the idle
 //!    sockets opened afresh before each.
 //!
@@ -62,7 +62,7 @@ fn main() {
         .filter_map(|a| a.parse().ok())
         .collect();
     let idle = if idle.is_empty() {
-        vec![1000, 5000]
+        vec![0, 1000, 5000]
     } else {
         idle
     };
@@ -116,9 +116,18 @@ fn main() {
         println!(
             "- {background} other connections of this process ({lines} sockets on the machine):"
         );
-        println!("  - sock_diag (what the router uses)     {}", summary(direct));
-        println!("  - the same through spawn_blocking      {}", summary(blocking));
-        println!("  - /proc/net/tcp (fallback)             {}", summary(procfs));
+        println!(
+            "  - sock_diag (what the router uses)     {}",
+            summary(direct)
+        );
+        println!(
+            "  - the same through spawn_blocking      {}",
+            summary(blocking)
+        );
+        println!(
+            "  - /proc/net/tcp (fallback)             {}",
+            summary(procfs)
+        );
     }
 
     println!();
