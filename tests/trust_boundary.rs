@@ -97,12 +97,17 @@ fn another_os_user_is_refused_natively_and_with_a_forged_origin() {
     let forged = os_user::probe_as(other, d.port, Some(ORIGIN), "identity.read");
     assert_refused(&forged, "another user sending an allowed Origin", &secrets);
 
+    // The status page's own origin is no way in either.
+    let own = format!("http://127.0.0.1:{}", d.port);
+    let page = os_user::probe_as(other, d.port, Some(&own), "identity.read");
+    assert_refused(&page, "another user posing as the status page", &secrets);
+
     let log = d.log();
     let refusals: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("belongs to another OS user"))
         .collect();
-    assert_eq!(refusals.len(), 2, "one line per refusal:\n{log}");
+    assert_eq!(refusals.len(), 3, "one line per refusal:\n{log}");
     for line in refusals {
         assert!(line.contains(&format!("uid={}", other.uid)), "{line}");
         assert!(line.contains("peer_port="), "{line}");
@@ -110,6 +115,32 @@ fn another_os_user_is_refused_natively_and_with_a_forged_origin() {
     for s in &secrets {
         assert!(!log.contains(s.as_str()), "identity in the log");
     }
+}
+
+/// `GET /metrics` as `user`: the status code.
+fn metrics_status_as(user: os_user::OsUser, port: u16) -> String {
+    let python = require_tool("python3", "python3");
+    let get = format!(
+        "import socket; s = socket.create_connection(('127.0.0.1', {port})); \
+         s.sendall(b'GET /metrics HTTP/1.1\\r\\nHost: 127.0.0.1:{port}\\r\\nConnection: close\\r\\n\\r\\n'); \
+         print(s.recv(4096).decode().split(' ')[1])"
+    );
+    os_user::run_as(user, &python, &["-c", &get])
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn metrics_are_only_for_allowed_users() {
+    let other = os_user::ensure("vb-trust-other");
+    let (d, _dir) = demo_with_config("[metrics]\nenabled = true\n");
+    assert_eq!(metrics_status_as(os_user::me(), d.port), "200");
+    assert_eq!(metrics_status_as(other, d.port), "403");
+    assert!(
+        d.log().contains(&format!("uid={}", other.uid)),
+        "{}",
+        d.log()
+    );
 }
 
 #[test]

@@ -135,6 +135,26 @@ pub fn probe_as(user: OsUser, port: u16, origin: Option<&str>, wanted: &str) -> 
     }
 }
 
+/// Runs `program args` as `user` (as [`probe_as`] does) and returns its stdout.
+pub fn run_as(user: OsUser, program: &std::path::Path, args: &[&str]) -> String {
+    let setpriv = require_tool("setpriv", "util-linux");
+    let out = Command::new(setpriv)
+        .arg(format!("--reuid={}", user.uid))
+        .arg(format!("--regid={}", user.gid))
+        .arg("--clear-groups")
+        .arg(program)
+        .args(args)
+        .output()
+        .expect("run as another user");
+    assert!(
+        out.status.success(),
+        "{} failed: {}",
+        program.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// This process's user.
 pub fn me() -> OsUser {
     OsUser {
