@@ -12,6 +12,7 @@
 //!
 //! Timings are printed, never asserted. `cargo bench --bench trust`
 //! (`ROUNDS=…`, `SAMPLES=…`; arguments override the idle counts, e.g. `-- 1000 5000`).
+//! Under `cargo test` (no `--bench` argument) it runs a few rounds as a smoke test.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
@@ -55,16 +56,17 @@ fn raise_fd_limit() {
 
 fn main() {
     raise_fd_limit();
-    let rounds = env("ROUNDS", 1000);
-    let samples = env("SAMPLES", 20);
+    let full = std::env::args().any(|a| a == "--bench");
+    let rounds = env("ROUNDS", if full { 1000 } else { 20 });
+    let samples = env("SAMPLES", if full { 20 } else { 2 });
     let idle: Vec<usize> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())
         .collect();
-    let idle = if idle.is_empty() {
-        vec![0, 1000, 5000]
-    } else {
-        idle
+    let idle = match (idle.is_empty(), full) {
+        (false, _) => idle,
+        (true, true) => vec![0, 1000, 5000],
+        (true, false) => vec![0, 200],
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -74,7 +76,8 @@ fn main() {
 
     println!("## OS-user lookup per handshake ({rounds} fresh connections each)");
     println!();
-    for background in [1usize, 1000] {
+    let backgrounds: &[usize] = if full { &[1, 1000] } else { &[1, 50] };
+    for &background in backgrounds {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
         // `background` other established connections (both ends are in the table).
