@@ -7,13 +7,15 @@
 //! Every file is parsed strictly (unknown keys are errors) and validated on its own,
 //! so an error always names the file and the key it comes from.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::server::ServerConfig;
+use crate::bus::Scopes;
+use crate::server::{ServerConfig, users};
 use crate::transport::nfc::NfcOptions;
 use crate::transport::pcsc::PcscOptions;
 
@@ -68,10 +70,17 @@ impl ConfigError {
 pub struct Config {
     /// Loopback address and port of the WebSocket server.
     pub listen: SocketAddr,
-    /// Exact web origins allowed to connect.
+    /// Exact web origins allowed to connect, with every scope.
     pub allowed_origins: Vec<String>,
+    /// Origins with narrowed scopes (`[origins."https://x"] scopes = [...]`); also
+    /// allowed to connect. Wins over an `allowed_origins` entry for the same origin.
+    pub origins: BTreeMap<String, OriginConfig>,
     /// Whether clients without an Origin header may connect.
     pub allow_native_clients: bool,
+    /// OS users (names or uids) besides the daemon's own whose programs may connect.
+    pub allowed_users: Vec<String>,
+    /// OS groups (names or gids) whose members' programs may connect.
+    pub allowed_groups: Vec<String>,
     /// Open connections at most.
     pub max_clients: usize,
     /// Server limits (product.md §4.5).
@@ -103,6 +112,14 @@ pub struct Limits {
     pub ping_interval_ms: u64,
     /// Time allowed for the HTTP upgrade, in milliseconds.
     pub handshake_timeout_ms: u64,
+}
+
+/// `[origins."https://x"]`: what one origin receives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OriginConfig {
+    /// Scope names: `identity`, `nir`, `ins`, `sign`.
+    pub scopes: Vec<String>,
 }
 
 /// `[pcsc]`.
@@ -157,7 +174,10 @@ impl Default for Config {
         Self {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_PORT),
             allowed_origins: Vec::new(),
+            origins: BTreeMap::new(),
             allow_native_clients: server.allow_native_clients,
+            allowed_users: Vec::new(),
+            allowed_groups: Vec::new(),
             max_clients: server.max_clients,
             limits: Limits {
                 max_message_bytes: server.max_message_bytes,
@@ -194,8 +214,14 @@ pub struct Layer {
     pub listen: Option<String>,
     /// `allowed_origins`.
     pub allowed_origins: Option<Vec<String>>,
+    /// `[origins."…"]`; a layer that has the table replaces it whole.
+    pub origins: Option<BTreeMap<String, OriginConfig>>,
     /// `allow_native_clients`.
     pub allow_native_clients: Option<bool>,
+    /// `allowed_users`.
+    pub allowed_users: Option<Vec<String>>,
+    /// `allowed_groups`.
+    pub allowed_groups: Option<Vec<String>>,
     /// `max_clients`.
     pub max_clients: Option<usize>,
     /// `[limits]`.
@@ -343,8 +369,30 @@ impl Config {
             }
             self.allowed_origins = origins;
         }
+        if let Some(origins) = layer.origins {
+            for (o, c) in &origins {
+                validate_origin(o).map_err(|m| ConfigError::key(src, "origins", m))?;
+                Scopes::parse_list(&c.scopes)
+                    .map_err(|m| ConfigError::key(src, &format!("origins.\"{o}\".scopes"), m))?;
+            }
+            self.origins = origins;
+        }
         if let Some(v) = layer.allow_native_clients {
             self.allow_native_clients = v;
+        }
+        // Resolved now so a typo is an error at start (exit 2) rather than a user
+        // silently locked out; resolved again in `server()`.
+        if let Some(users) = layer.allowed_users {
+            for u in &users {
+                users::resolve_user(u).map_err(|m| ConfigError::key(src, "allowed_users", m))?;
+            }
+            self.allowed_users = users;
+        }
+        if let Some(groups) = layer.allowed_groups {
+            for g in &groups {
+                users::resolve_group(g).map_err(|m| ConfigError::key(src, "allowed_groups", m))?;
+            }
+            self.allowed_groups = groups;
         }
         if let Some(v) = layer.max_clients {
             self.max_clients = positive(v, src, "max_clients")?;
@@ -410,7 +458,30 @@ impl Config {
     pub fn server(&self) -> ServerConfig {
         ServerConfig {
             allowed_origins: self.allowed_origins.clone(),
+            // Validated in `apply`; an entry that somehow fails gets no scope at all.
+            origin_scopes: self
+                .origins
+                .iter()
+                .map(|(o, c)| {
+                    (
+                        o.clone(),
+                        Scopes::parse_list(&c.scopes).unwrap_or(Scopes::NONE),
+                    )
+                })
+                .collect(),
             allow_native_clients: self.allow_native_clients,
+            // An account deleted since `apply` validated it is dropped: that can only
+            // narrow who may connect, never widen it.
+            allowed_uids: self
+                .allowed_users
+                .iter()
+                .filter_map(|u| users::resolve_user(u).ok())
+                .collect(),
+            allowed_gids: self
+                .allowed_groups
+                .iter()
+                .filter_map(|g| users::resolve_group(g).ok())
+                .collect(),
             max_clients: self.max_clients,
             max_message_bytes: self.limits.max_message_bytes,
             handshake_timeout: Duration::from_millis(self.limits.handshake_timeout_ms),
@@ -456,7 +527,10 @@ struct FileView<'a> {
     listen: String,
     allowed_origins: &'a [String],
     allow_native_clients: bool,
+    allowed_users: &'a [String],
+    allowed_groups: &'a [String],
     max_clients: usize,
+    origins: &'a BTreeMap<String, OriginConfig>,
     limits: &'a Limits,
     pcsc: &'a PcscConfig,
     nfc: &'a NfcConfig,
@@ -472,7 +546,10 @@ impl<'a> From<&'a Config> for FileView<'a> {
             listen: c.listen.to_string(),
             allowed_origins: &c.allowed_origins,
             allow_native_clients: c.allow_native_clients,
+            allowed_users: &c.allowed_users,
+            allowed_groups: &c.allowed_groups,
             max_clients: c.max_clients,
+            origins: &c.origins,
             limits: &c.limits,
             pcsc: &c.pcsc,
             nfc: &c.nfc,
@@ -837,6 +914,65 @@ mod tests {
         ] {
             assert!(validate_origin(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn allowed_users_and_groups_resolve_or_name_the_key() {
+        let c = load("allowed_users = [\"root\", \"4242\"]\nallowed_groups = [\"root\"]")
+            .expect("valid");
+        assert_eq!(c.server().allowed_uids, vec![0, 4242]);
+        assert_eq!(c.server().allowed_gids, vec![0]);
+        let e = load("allowed_users = [\"no-such-user-vb\"]").expect_err("unknown user");
+        assert_eq!(e.key.as_deref(), Some("allowed_users"));
+        assert!(e.message.contains("no-such-user-vb"), "{e}");
+        let e = load("allowed_groups = [\"no-such-group-vb\"]").expect_err("unknown group");
+        assert_eq!(e.key.as_deref(), Some("allowed_groups"));
+        assert!(Config::default().server().allowed_uids.is_empty());
+    }
+
+    #[test]
+    fn origins_table_narrows_scopes_and_names_bad_entries() {
+        let c = load(
+            r#"
+            allowed_origins = ["https://app.example", "https://booking.example"]
+            [origins."https://booking.example"]
+            scopes = ["identity"]
+            [origins."https://billing.example"]
+            scopes = ["nir", "sign"]
+            "#,
+        )
+        .expect("valid");
+        let s = c.server();
+        assert_eq!(s.allowed_origins.len(), 2);
+        assert_eq!(
+            s.origin_scopes,
+            vec![
+                (
+                    "https://billing.example".to_string(),
+                    Scopes::NIR | Scopes::SIGN
+                ),
+                ("https://booking.example".to_string(), Scopes::IDENTITY),
+            ]
+        );
+        let e = load("[origins.\"https://x.example\"]\nscopes = [\"names\"]").expect_err("scope");
+        assert_eq!(
+            e.key.as_deref(),
+            Some("origins.\"https://x.example\".scopes")
+        );
+        assert!(e.message.contains("\"names\""), "{e}");
+        let e = load("[origins.\"https://x.example/\"]\nscopes = []").expect_err("origin");
+        assert_eq!(e.key.as_deref(), Some("origins"));
+        let e = load("[origins.\"https://x.example\"]\nscope = []").expect_err("unknown key");
+        assert_eq!(e.key.as_deref(), Some("scope"));
+        // The effective configuration prints the table and reads back the same.
+        let mut again = Config::default();
+        again
+            .apply(
+                Layer::parse(&c.to_toml(), "shown").expect("parses"),
+                "shown",
+            )
+            .expect("valid");
+        assert_eq!(again, c);
     }
 
     #[test]

@@ -40,6 +40,18 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
+    /// `[::1]` on our port is held by someone else. Fatal: browsers try `[::1]` first
+    /// for `localhost`, so whoever holds it would be `localhost:PORT` to them.
+    #[error(
+        "cannot listen on {addr}: {source}; another process holds it, and browsers resolving localhost would reach that process instead of vitale-bridge. Stop the other process, or choose a port free on both 127.0.0.1 and [::1] with --listen 127.0.0.1:PORT"
+    )]
+    BindV6 {
+        /// The address tried.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The server stopped with an I/O error.
     #[error("server failed: {0}")]
     Server(#[source] std::io::Error),
@@ -48,11 +60,36 @@ pub enum DaemonError {
     Ready(#[source] std::io::Error),
 }
 
-/// Binds `127.0.0.1:PORT` and, when IPv6 loopback works, `[::1]` on the same port.
-/// Port 0 picks a free port for IPv4 and reuses it for IPv6. Only loopback addresses
-/// are ever bound, whatever `listen` holds (the config refuses others anyway).
+/// Binds `127.0.0.1:PORT` and `[::1]` on the same port. Port 0 picks a free port for
+/// IPv4 and reuses it for IPv6 (another one is tried if that is taken on `[::1]`).
+/// Only loopback addresses are ever bound, whatever `listen` holds (the config
+/// refuses others anyway).
+///
+/// `[::1]` may be missing only because this host has no IPv6 loopback; any other
+/// failure there is fatal ([`DaemonError::BindV6`]).
 pub async fn bind(listen: SocketAddr) -> Result<Vec<TcpListener>, DaemonError> {
-    let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), listen.port());
+    const ATTEMPTS_FOR_ANY_PORT: usize = 8;
+    let attempts = if listen.port() == 0 {
+        ATTEMPTS_FOR_ANY_PORT
+    } else {
+        1
+    };
+    let mut last = None;
+    for _ in 0..attempts {
+        match bind_pair(listen.port()).await {
+            Err(DaemonError::BindV6 { addr, source })
+                if listen.port() == 0 && source.kind() == std::io::ErrorKind::AddrInUse =>
+            {
+                last = Some(DaemonError::BindV6 { addr, source });
+            }
+            other => return other,
+        }
+    }
+    Err(last.unwrap_or_else(|| DaemonError::Server(std::io::ErrorKind::AddrInUse.into())))
+}
+
+async fn bind_pair(port: u16) -> Result<Vec<TcpListener>, DaemonError> {
+    let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
     let first = TcpListener::bind(v4)
         .await
         .map_err(|source| DaemonError::Bind { addr: v4, source })?;
@@ -64,10 +101,40 @@ pub async fn bind(listen: SocketAddr) -> Result<Vec<TcpListener>, DaemonError> {
     let v6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port);
     match TcpListener::bind(v6).await {
         Ok(l) => listeners.push(l),
-        // IPv6 disabled or the port taken on ::1: IPv4 loopback alone is enough.
-        Err(e) => tracing::debug!(addr = %v6, error = %e, "IPv6 loopback not served"),
+        Err(e) if ipv6_unavailable(&e) => {
+            tracing::info!(addr = %v6, error = %e, "no IPv6 loopback on this host; serving 127.0.0.1 only");
+        }
+        Err(source) => return Err(DaemonError::BindV6 { addr: v6, source }),
     }
     Ok(listeners)
+}
+
+/// The errors that mean "this host has no IPv6 loopback" rather than "someone else
+/// has the port": IPv6 disabled on `lo` (EADDRNOTAVAIL) or absent from the kernel
+/// (EAFNOSUPPORT).
+fn ipv6_unavailable(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::AddrNotAvailable || e.raw_os_error() == Some(libc::EAFNOSUPPORT)
+}
+
+/// Raises the soft limit on open descriptors to the hard limit, so that sockets
+/// held open by a hostile local process exhaust the handshake slots (which evict the
+/// oldest) before they exhaust descriptors (which would stop `accept`).
+pub fn raise_fd_limit() {
+    #[cfg(unix)]
+    {
+        use nix::sys::resource::{Resource, getrlimit, setrlimit};
+        match getrlimit(Resource::RLIMIT_NOFILE) {
+            Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+            {
+                Ok(()) => tracing::debug!(from = soft, to = hard, "raised the open-file limit"),
+                Err(e) => {
+                    tracing::warn!(soft, hard, error = %e, "cannot raise the open-file limit")
+                }
+            },
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read the open-file limit"),
+        }
+    }
 }
 
 /// The port the first listener is bound to.
@@ -141,6 +208,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), DaemonError> {
     harden_process();
+    raise_fd_limit();
     let listeners = bind(cfg.listen).await?;
     let port = port(&listeners);
     {

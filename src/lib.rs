@@ -15,9 +15,12 @@
 //! - [`sim`]: simulators shipped as product features: the virtual Carte Vitale model,
 //!   the vpcd card, the virtual phone and the PN532 emulator.
 //! - [`bus`]: the event bus and reader registry: one ordered event sequence, bounded
-//!   fan-out, the state behind `subscribe` snapshots, the card operations, and the
-//!   identity-free counters behind the opt-in `/metrics`.
-//! - [`server`]: the local WebSocket/HTTP server (JSON-RPC 2.0, handshake rules, limits).
+//!   fan-out with one encoding per distinct view (full, redacted, per-origin scopes;
+//!   wiped buffers), the state behind `subscribe` snapshots, the card operations, and
+//!   the identity-free counters behind the opt-in `/metrics`.
+//! - [`server`]: the local WebSocket/HTTP server (JSON-RPC 2.0, handshake rules, limits):
+//!   the OS-user check on the client's socket first (`server::owner`, `server::users`),
+//!   then Host and Origin, with handshake slots that evict the oldest silent connection.
 //! - [`config`] and [`cli`]: configuration layering and the command line.
 //! - [`daemon`]: wires backends, bus and server together with one shutdown tree.
 #![deny(unsafe_code)]

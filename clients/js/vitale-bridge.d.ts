@@ -30,19 +30,26 @@ export interface Ins {
   oid: string;
 }
 
+/** A data scope of an allowed origin (docs/protocol.md, "Scopes"). */
+export type Scope = "identity" | "nir" | "ins" | "sign";
+
 export interface Beneficiary {
   index: number;
-  surname: string;
-  givenName: string;
-  /** YYYY-MM-DD, or null for a lunar (partially unknown) date. */
+  /** null without the `identity` scope. */
+  surname: string | null;
+  /** null without the `identity` scope. */
+  givenName: string | null;
+  /** YYYY-MM-DD, or null for a lunar (partially unknown) date or without the `identity` scope. */
   birthDate: string | null;
-  /** As stored on the card (AAAAMMJJ). */
-  birthDateRaw: string;
-  birthDateLunar: boolean;
-  /** 15 characters (13 + key), or null. */
+  /** As stored on the card (AAAAMMJJ); null without the `identity` scope. */
+  birthDateRaw: string | null;
+  /** null without the `identity` scope. */
+  birthDateLunar: boolean | null;
+  /** 15 characters (13 + key), or null (none on the card, or no `nir` scope). */
   nir: string | null;
+  /** null without a NIR or without the `nir` scope. */
   nirKeyValid: boolean | null;
-  /** Only when the source itself carries an INS (phones); never derived from a card NIR. */
+  /** Only when the source itself carries an INS (phones) and the origin has the `ins` scope; never derived from a card NIR. */
   ins: Ins | null;
 }
 
@@ -53,6 +60,7 @@ export interface Identity {
   cardType: CardType;
   environment: "production" | "test" | "demo" | "unknown";
   beneficiaries: Beneficiary[];
+  /** Phones only, and only with the `ins` scope. */
   apcv?: { context: string; expires: string };
 }
 
@@ -117,6 +125,8 @@ export interface HelloResult {
   version: string;
   protocol: 1;
   capabilities: string[];
+  /** The data scopes of this connection's origin. */
+  scopes: Scope[];
 }
 
 export interface StatusResult {

@@ -3,8 +3,8 @@
 //! Backends on blocking threads call [`Hub::publish`] (synchronous, never blocks on a
 //! client). Each subscriber has a bounded queue; one that lets it fill is marked
 //! lagged and dropped from the fan-out, and its session closes it with 1008 while
-//! everyone else keeps receiving. Each event is serialized once per view (full and
-//! redacted) whatever the number of subscribers.
+//! everyone else keeps receiving. Each event is serialized once per distinct view
+//! (full, redacted, one per scope set in use) whatever the number of subscribers.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -20,6 +20,8 @@ use super::event::{
 };
 use super::handle::ReaderHandle;
 use super::metrics::{self, Metrics};
+use super::scope::{ScopedIdentity, Scopes, View};
+use super::wiped::WipedJson;
 use crate::card::{CardType, Identity};
 use crate::error::ProtocolError;
 
@@ -104,8 +106,9 @@ pub enum Update {
 pub struct Notification {
     /// The event's `seq`.
     pub seq: u64,
-    /// The complete JSON-RPC notification text.
-    pub json: Arc<str>,
+    /// The complete JSON-RPC notification text, shared by every subscriber of a
+    /// view and wiped when the last one is done with it.
+    pub json: WipedJson,
 }
 
 /// A live subscription: the snapshot and the ordered notifications after it.
@@ -188,7 +191,7 @@ struct Entry {
 struct Subscriber {
     id: u64,
     tx: mpsc::Sender<Notification>,
-    redacted: bool,
+    view: View,
     lagged: Arc<AtomicBool>,
 }
 
@@ -216,10 +219,10 @@ impl std::fmt::Debug for Hub {
 }
 
 #[derive(Serialize)]
-struct NotificationBody<'a> {
+struct NotificationBody<'a, P: Serialize> {
     jsonrpc: &'static str,
     method: &'static str,
-    params: &'a Event,
+    params: &'a P,
 }
 
 #[derive(Serialize)]
@@ -443,8 +446,18 @@ impl Hub {
 
     /// Subscribes atomically: the snapshot reflects exactly the events up to the
     /// returned `seq`, and the receiver gets every later one. `redacted` subscribers
-    /// (the status page) never receive identity or signature data.
+    /// (the status page) never receive identity or signature data; others get
+    /// everything ([`View::Full`], for in-process consumers).
     pub fn subscribe(&self, queue: usize, redacted: bool) -> Subscription {
+        let view = if redacted { View::Redacted } else { View::Full };
+        self.subscribe_as(queue, view)
+    }
+
+    /// Like [`Hub::subscribe`] with the given view. The snapshot is redacted for
+    /// [`View::Redacted`] and otherwise complete: the caller serializes it through
+    /// [`super::ScopedReader`] with the view's scopes.
+    pub fn subscribe_as(&self, queue: usize, view: View) -> Subscription {
+        let redacted = view == View::Redacted;
         let (tx, rx) = mpsc::channel(queue.max(1));
         let lagged = Arc::new(AtomicBool::new(false));
         let mut st = self.lock();
@@ -453,7 +466,7 @@ impl Hub {
         st.subscribers.push(Subscriber {
             id,
             tx,
-            redacted,
+            view,
             lagged: lagged.clone(),
         });
         let snapshot = snapshot(&st, redacted);
@@ -599,41 +612,11 @@ fn emit(st: &mut State, reader: Option<String>, kind: EventKind) {
         reader,
     };
     tracing::debug!(seq = event.seq, kind = event.kind.type_name(), reader = ?event.reader, "event");
-    let full = match serde_json::to_string(&NotificationBody {
-        jsonrpc: "2.0",
-        method: "event",
-        params: &event,
-    }) {
-        Ok(s) => Arc::<str>::from(s),
-        Err(e) => {
-            tracing::error!(error = %e, "event serialization failed");
-            return;
-        }
-    };
-    let redacted = if event.kind.is_sensitive() {
-        let body = RedactedEvent {
-            seq: event.seq,
-            time: &event.time,
-            kind: event.kind.type_name(),
-            data: Redacted { redacted: true },
-            reader: &event.reader,
-        };
-        match serde_json::to_string(&serde_json::json!({
-            "jsonrpc": "2.0", "method": "event", "params": body
-        })) {
-            Ok(s) => Arc::<str>::from(s),
-            Err(_) => return,
-        }
-    } else {
-        full.clone()
-    };
+    let mut views = Views::new(&event);
     let seq = event.seq;
     st.subscribers.retain(|s| {
-        let json = if s.redacted { &redacted } else { &full };
-        match s.tx.try_send(Notification {
-            seq,
-            json: json.clone(),
-        }) {
+        let json = views.get(&s.view);
+        match s.tx.try_send(Notification { seq, json }) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 s.lagged.store(true, Ordering::Release);
@@ -643,6 +626,157 @@ fn emit(st: &mut State, reader: Option<String>, kind: EventKind) {
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
     });
+}
+
+/// Which encoding of an event a view gets.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Encoding {
+    Full,
+    /// Type, seq, time and reader only.
+    Redacted,
+    /// An identity under these scopes (never `ALL`, which is `Full`).
+    Scoped(Scopes),
+}
+
+/// Picks the encoding of `kind` for `view`. Pure.
+fn encoding(kind: &EventKind, view: &View) -> Encoding {
+    match (kind, view) {
+        (_, View::Full) => Encoding::Full,
+        (k, View::Redacted) if k.is_sensitive() => Encoding::Redacted,
+        (EventKind::IdentityRead(_), View::Client { scopes, .. }) if *scopes != Scopes::ALL => {
+            Encoding::Scoped(*scopes)
+        }
+        // A signature (its challenge, and the phone's public key: a stable pseudonym
+        // of the patient's phone) goes only to connections bound like the request.
+        // The others still get the event, without its data, so their `seq` stays
+        // gapless.
+        (EventKind::SignatureCompleted(sig), View::Client { scopes, binding }) => {
+            if scopes.contains(Scopes::SIGN) && *binding == sig.origin {
+                Encoding::Full
+            } else {
+                Encoding::Redacted
+            }
+        }
+        _ => Encoding::Full,
+    }
+}
+
+/// The encodings of one event, each made at most once, when a subscriber first
+/// needs it.
+struct Views<'a> {
+    event: &'a Event,
+    full: Option<WipedJson>,
+    redacted: Option<WipedJson>,
+    scoped: [Option<WipedJson>; 16],
+}
+
+impl<'a> Views<'a> {
+    fn new(event: &'a Event) -> Self {
+        Views {
+            event,
+            full: None,
+            redacted: None,
+            scoped: Default::default(),
+        }
+    }
+
+    fn get(&mut self, view: &View) -> WipedJson {
+        match encoding(&self.event.kind, view) {
+            Encoding::Full => {
+                if self.full.is_none() {
+                    self.full = Some(self.encode_full());
+                }
+                self.full.clone()
+            }
+            Encoding::Redacted => Some(self.redacted()),
+            Encoding::Scoped(scopes) => {
+                let slot = scopes.index();
+                if self.scoped[slot].is_none() {
+                    self.scoped[slot] = Some(self.encode_scoped(scopes));
+                }
+                self.scoped[slot].clone()
+            }
+        }
+        .unwrap_or_else(|| self.redacted())
+    }
+
+    fn redacted(&mut self) -> WipedJson {
+        let event = self.event;
+        self.redacted
+            .get_or_insert_with(|| {
+                let body = RedactedEvent {
+                    seq: event.seq,
+                    time: &event.time,
+                    kind: event.kind.type_name(),
+                    data: Redacted { redacted: true },
+                    reader: &event.reader,
+                };
+                encode_or_placeholder(&NotificationBody {
+                    jsonrpc: "2.0",
+                    method: "event",
+                    params: &body,
+                })
+            })
+            .clone()
+    }
+
+    fn encode_full(&mut self) -> WipedJson {
+        match WipedJson::encode(&NotificationBody {
+            jsonrpc: "2.0",
+            method: "event",
+            params: self.event,
+        }) {
+            Ok(s) => s,
+            // Never expected; the event still goes out, without its data, so no
+            // subscriber sees a gap in `seq`.
+            Err(e) => {
+                tracing::error!(error = %e, "event serialization failed; sending it redacted");
+                self.redacted()
+            }
+        }
+    }
+
+    fn encode_scoped(&mut self, scopes: Scopes) -> WipedJson {
+        let EventKind::IdentityRead(identity) = &self.event.kind else {
+            return self.encode_full();
+        };
+        let body = ScopedEvent {
+            seq: self.event.seq,
+            time: &self.event.time,
+            kind: self.event.kind.type_name(),
+            data: ScopedIdentity(identity, scopes),
+            reader: &self.event.reader,
+        };
+        match WipedJson::encode(&NotificationBody {
+            jsonrpc: "2.0",
+            method: "event",
+            params: &body,
+        }) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "event serialization failed; sending it redacted");
+                self.redacted()
+            }
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ScopedEvent<'a> {
+    seq: u64,
+    time: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    data: ScopedIdentity<'a>,
+    reader: &'a Option<String>,
+}
+
+/// The redacted form is numbers and fixed strings; it cannot fail, but a fixed text
+/// stands in rather than a panic.
+fn encode_or_placeholder<T: Serialize>(v: &T) -> WipedJson {
+    WipedJson::encode(v).unwrap_or_else(|_| {
+        WipedJson::from_static(r#"{"jsonrpc":"2.0","method":"event","params":{"redacted":true}}"#)
+    })
 }
 
 #[cfg(test)]
@@ -815,6 +949,137 @@ mod tests {
         assert_eq!(s.counters.read_buckets.iter().sum::<u64>(), 1);
         assert_eq!(s.counters.read_errors.iter().sum::<u64>(), 1);
         assert_eq!(s.counters.read_errors[4], 1, "CARD_MUTE");
+    }
+
+    fn client(scopes: Scopes, binding: &str) -> View {
+        View::Client {
+            scopes,
+            binding: binding.into(),
+        }
+    }
+
+    fn one_beneficiary() -> Arc<Identity> {
+        Arc::new(Identity {
+            source: crate::card::Source::VitaleCard,
+            profile: "vitale2-public".into(),
+            reader: "sim:0".into(),
+            card_type: CardType::Vitale2,
+            environment: crate::card::Environment::Unknown,
+            beneficiaries: vec![crate::card::Beneficiary {
+                index: 0,
+                surname: crate::card::Sensitive::new("DUPONT".into()),
+                given_name: crate::card::Sensitive::new("ZOE".into()),
+                birth_date: crate::card::Sensitive::new(Some("1980-02-03".into())),
+                birth_date_raw: crate::card::Sensitive::new("19800203".into()),
+                birth_date_lunar: false,
+                nir: crate::card::Sensitive::new(Some("295109912611193".into())),
+                nir_key_valid: Some(true),
+                ins: None,
+            }],
+            apcv: None,
+        })
+    }
+
+    #[test]
+    fn each_view_is_encoded_once_and_signatures_reach_only_their_binding() {
+        let hub = Hub::new(PcscStatus::Disabled);
+        add(&hub, "sim:0");
+        hub.publish(Update::CardInserted {
+            reader: "sim:0".into(),
+            atr: vec![0x3B],
+            card_type: CardType::Vitale2,
+        });
+        let mut all = hub.subscribe_as(16, client(Scopes::ALL, "https://a.example"));
+        let mut names1 = hub.subscribe_as(16, client(Scopes::IDENTITY, "https://b.example"));
+        let mut names2 = hub.subscribe_as(16, client(Scopes::IDENTITY, "https://c.example"));
+        let mut nir = hub.subscribe_as(16, client(Scopes::NIR | Scopes::SIGN, "https://d.example"));
+        let mut page = hub.subscribe(16, true);
+        let mut inproc = hub.subscribe(16, false);
+        hub.publish(Update::IdentityRead {
+            reader: "sim:0".into(),
+            identity: one_beneficiary(),
+            elapsed: Duration::from_millis(1),
+        });
+        let next = |s: &mut Subscription| s.rx.try_recv().expect("an event");
+        let (a, n1, n2, d, p, f) = (
+            next(&mut all),
+            next(&mut names1),
+            next(&mut names2),
+            next(&mut nir),
+            next(&mut page),
+            next(&mut inproc),
+        );
+        assert!(
+            WipedJson::same_buffer(&n1.json, &n2.json),
+            "one encoding per distinct view"
+        );
+        assert!(
+            WipedJson::same_buffer(&a.json, &f.json),
+            "all scopes is the full encoding"
+        );
+        let v =
+            |n: &Notification| serde_json::from_str::<serde_json::Value>(&n.json).expect("json");
+        let b = |n: &Notification| v(n)["params"]["data"]["beneficiaries"][0].clone();
+        assert_eq!(b(&a)["nir"], "295109912611193");
+        assert_eq!(b(&n1)["surname"], "DUPONT");
+        assert_eq!(b(&n1)["nir"], serde_json::Value::Null);
+        assert_eq!(b(&n1)["nirKeyValid"], serde_json::Value::Null);
+        assert_eq!(b(&d)["nir"], "295109912611193");
+        assert_eq!(b(&d)["surname"], serde_json::Value::Null);
+        assert_eq!(
+            v(&p)["params"]["data"],
+            serde_json::json!({"redacted": true})
+        );
+
+        let signature = Arc::new(Signature {
+            reader: "sim:0".into(),
+            alg: "ES256",
+            origin: "https://d.example".into(),
+            challenge: "CHALLENGE".into(),
+            public_key: "PUBKEY".into(),
+            signature: "SIG".into(),
+            verified: true,
+        });
+        hub.publish(Update::SignatureCompleted { signature });
+        let (a, n1, d, p, f) = (
+            next(&mut all),
+            next(&mut names1),
+            next(&mut nir),
+            next(&mut page),
+            next(&mut inproc),
+        );
+        assert_eq!(
+            v(&d)["params"]["data"]["publicKey"],
+            "PUBKEY",
+            "same binding"
+        );
+        assert_eq!(v(&f)["params"]["data"]["publicKey"], "PUBKEY", "in-process");
+        for other in [&a, &n1, &p] {
+            assert_eq!(
+                v(other)["params"]["data"],
+                serde_json::json!({"redacted": true})
+            );
+            assert!(!other.json.contains("PUBKEY") && !other.json.contains("CHALLENGE"));
+            assert_eq!(other.seq, d.seq, "others keep a gapless seq");
+        }
+        assert!(
+            WipedJson::same_buffer(&a.json, &p.json),
+            "one redacted encoding"
+        );
+        // Same binding without the sign scope: withheld too.
+        let mut unsigned = hub.subscribe_as(16, client(Scopes::IDENTITY, "https://d.example"));
+        hub.publish(Update::SignatureCompleted {
+            signature: Arc::new(Signature {
+                reader: "sim:0".into(),
+                alg: "ES256",
+                origin: "https://d.example".into(),
+                challenge: "C2".into(),
+                public_key: "PUBKEY".into(),
+                signature: "SIG".into(),
+                verified: true,
+            }),
+        });
+        assert!(!next(&mut unsigned).json.contains("PUBKEY"));
     }
 
     #[test]

@@ -8,6 +8,8 @@ pub mod handle;
 pub mod hub;
 pub mod metrics;
 pub mod ops;
+pub mod scope;
+pub mod wiped;
 
 pub use event::{
     Card, Event, EventKind, Reader, ReaderKind, ReaderState, Service, ServiceState, Signature,
@@ -15,3 +17,5 @@ pub use event::{
 pub use handle::{ReaderHandle, ReaderRequest};
 pub use hub::{Hub, NfcState, Notification, PcscStatus, StatusSnapshot, Subscription, Update};
 pub use metrics::Metrics;
+pub use scope::{ScopedIdentity, ScopedReader, Scopes, View};
+pub use wiped::WipedJson;

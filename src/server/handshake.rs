@@ -6,6 +6,8 @@
 //! explicit. Anything that is not a plain `scheme://host[:port]` (paths, user info,
 //! queries, empty ports, non-ASCII) never matches; `null` never matches.
 
+use crate::bus::{Scopes, View};
+
 /// A normalised web origin: `scheme://host:port`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
@@ -138,14 +140,15 @@ pub fn host_allowed(host: &str, port: u16) -> bool {
             .any(|allowed| allowed.eq_ignore_ascii_case(name))
 }
 
-/// Who is on the other end of a connection, as decided by its `Origin`.
+/// Who is on the other end of a connection, as decided by its `Origin` (once the
+/// socket's OS user has been admitted: an `Origin` is only as true as its sender).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Peer {
-    /// No `Origin` header: a native application.
+    /// No `Origin` header: a native application of an allowed OS user (all scopes).
     Native,
     /// A web page of a configured origin; carries the header as sent (it is what
-    /// `card.sign` binds signatures to).
-    Web(String),
+    /// `card.sign` binds signatures to) and the scopes configured for the origin.
+    Web(String, Scopes),
     /// The daemon's own status page: a redacted, read-only subscriber.
     StatusPage(String),
 }
@@ -160,7 +163,27 @@ impl Peer {
     pub fn binding(&self) -> &str {
         match self {
             Peer::Native => "native:",
-            Peer::Web(o) | Peer::StatusPage(o) => o,
+            Peer::Web(o, _) | Peer::StatusPage(o) => o,
+        }
+    }
+
+    /// What this peer may receive (none for the status page, which is redacted).
+    pub fn scopes(&self) -> Scopes {
+        match self {
+            Peer::Native => Scopes::ALL,
+            Peer::Web(_, s) => *s,
+            Peer::StatusPage(_) => Scopes::NONE,
+        }
+    }
+
+    /// The hub view for this peer's subscription.
+    pub fn view(&self) -> View {
+        match self {
+            Peer::StatusPage(_) => View::Redacted,
+            _ => View::Client {
+                scopes: self.scopes(),
+                binding: self.binding().to_string(),
+            },
         }
     }
 }
@@ -193,10 +216,10 @@ impl Refusal {
     }
 }
 
-/// The origin policy: configured origins plus the daemon's own.
+/// The origin policy: configured origins (with their scopes) plus the daemon's own.
 #[derive(Debug, Clone)]
 pub struct OriginPolicy {
-    allowed: Vec<Origin>,
+    allowed: Vec<(Origin, Scopes)>,
     allow_native: bool,
 }
 
@@ -208,7 +231,7 @@ impl OriginPolicy {
         let mut invalid = Vec::new();
         for entry in allowed {
             match Origin::parse(entry.trim()) {
-                Some(o) => parsed.push(o),
+                Some(o) => parsed.push((o, Scopes::ALL)),
                 None => invalid.push(entry.clone()),
             }
         }
@@ -219,6 +242,23 @@ impl OriginPolicy {
             },
             invalid,
         )
+    }
+
+    /// Narrows (or adds) origins to the given scopes: the table form
+    /// `[origins."https://x"] scopes = [...]`, which wins over a plain
+    /// `allowed_origins` entry for the same origin. Returns entries that are not
+    /// origins.
+    pub fn with_scopes(&mut self, scoped: &[(String, Scopes)]) -> Vec<String> {
+        let mut invalid = Vec::new();
+        for (entry, scopes) in scoped {
+            let Some(origin) = Origin::parse(entry.trim()) else {
+                invalid.push(entry.clone());
+                continue;
+            };
+            self.allowed.retain(|(o, _)| *o != origin);
+            self.allowed.push((origin, *scopes));
+        }
+        invalid
     }
 
     /// Decides on the `Origin` header values of a handshake arriving on `port`.
@@ -244,10 +284,9 @@ impl OriginPolicy {
         if own {
             return Ok(Peer::StatusPage(raw.to_string()));
         }
-        if self.allowed.contains(&origin) {
-            Ok(Peer::Web(raw.to_string()))
-        } else {
-            Err(Refusal::OriginNotAllowed)
+        match self.allowed.iter().find(|(o, _)| *o == origin) {
+            Some((_, scopes)) => Ok(Peer::Web(raw.to_string(), *scopes)),
+            None => Err(Refusal::OriginNotAllowed),
         }
     }
 }
@@ -263,6 +302,34 @@ mod tests {
         let (p, invalid) = OriginPolicy::new(&list, native);
         assert!(invalid.is_empty(), "{invalid:?}");
         p
+    }
+
+    #[test]
+    fn the_table_form_narrows_an_origin_and_can_add_one() {
+        let (mut p, _) = OriginPolicy::new(
+            &[
+                "https://app.example".to_string(),
+                "https://b.example".to_string(),
+            ],
+            true,
+        );
+        let invalid = p.with_scopes(&[
+            ("HTTPS://APP.example:443".to_string(), Scopes::IDENTITY),
+            ("https://c.example".to_string(), Scopes::NIR | Scopes::SIGN),
+            ("not an origin".to_string(), Scopes::ALL),
+        ]);
+        assert_eq!(invalid, ["not an origin"]);
+        let scopes = |o: &str| p.check(&[o], PORT).map(|peer| peer.scopes());
+        assert_eq!(scopes("https://app.example"), Ok(Scopes::IDENTITY));
+        assert_eq!(scopes("https://b.example"), Ok(Scopes::ALL));
+        assert_eq!(scopes("https://c.example"), Ok(Scopes::NIR | Scopes::SIGN));
+        assert_eq!(scopes("https://d.example"), Err(Refusal::OriginNotAllowed));
+        assert_eq!(
+            p.check(&[], PORT).map(|peer| peer.scopes()),
+            Ok(Scopes::ALL)
+        );
+        let own = format!("http://127.0.0.1:{PORT}");
+        assert_eq!(scopes(&own), Ok(Scopes::NONE));
     }
 
     #[test]
@@ -355,7 +422,11 @@ mod tests {
             "https://app.example:443",
             "HTTPS://app.example",
         ] {
-            assert_eq!(p.check(&[ok], PORT), Ok(Peer::Web(ok.to_string())), "{ok}");
+            assert_eq!(
+                p.check(&[ok], PORT),
+                Ok(Peer::Web(ok.to_string(), Scopes::ALL)),
+                "{ok}"
+            );
         }
     }
 
@@ -467,10 +538,10 @@ mod tests {
     fn binding_strings() {
         assert_eq!(Peer::Native.binding(), "native:");
         assert_eq!(
-            Peer::Web("https://a.example".into()).binding(),
+            Peer::Web("https://a.example".into(), Scopes::ALL).binding(),
             "https://a.example"
         );
-        assert!(!Peer::Web("https://a.example".into()).redacted());
+        assert!(!Peer::Web("https://a.example".into(), Scopes::ALL).redacted());
         assert!(!Peer::Native.redacted());
     }
 }

@@ -4,12 +4,12 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::rpc::RpcError;
-use crate::bus::Hub;
+use crate::bus::{Hub, Reader, ScopedReader, Scopes};
 use crate::error::{ProtocolError, Reason};
 
 /// Protocol version this server speaks.
@@ -140,24 +140,22 @@ pub fn decode_challenge(text: &str) -> Result<Vec<u8>, RpcError> {
     Ok(bytes)
 }
 
-/// `hello`'s result.
-pub fn hello(redacted: bool) -> Value {
-    let capabilities: &[&str] = if redacted {
-        &["status", "readers.list", "subscribe"]
-    } else {
-        &[
-            "status",
-            "readers.list",
-            "subscribe",
-            "card.read",
-            "card.sign",
-        ]
-    };
+/// `hello`'s result: what this connection may call, and the data scopes its origin
+/// has (docs/security.md, "Scopes").
+pub fn hello(redacted: bool, scopes: Scopes) -> Value {
+    let mut capabilities = vec!["status", "readers.list", "subscribe"];
+    if !redacted {
+        capabilities.push("card.read");
+        if scopes.contains(Scopes::SIGN) {
+            capabilities.push("card.sign");
+        }
+    }
     json!({
         "server": "vitale-bridge",
         "version": env!("CARGO_PKG_VERSION"),
         "protocol": PROTOCOL,
         "capabilities": capabilities,
+        "scopes": scopes.names(),
     })
 }
 
@@ -166,9 +164,29 @@ pub fn status(hub: &Hub) -> Value {
     serde_json::to_value(hub.status()).unwrap_or(Value::Null)
 }
 
-/// `readers.list`'s result.
-pub fn readers(hub: &Hub, redacted: bool) -> Value {
-    json!({ "readers": hub.readers(redacted) })
+/// `readers.list`'s result (and a `subscribe` snapshot): readers with identities
+/// limited to `scopes`, serialized straight from the registry's copies.
+#[derive(Serialize)]
+pub struct ReadersResult<'a> {
+    readers: Vec<ScopedReader<'a>>,
+}
+
+impl<'a> ReadersResult<'a> {
+    /// The readers as an origin with `scopes` sees them.
+    pub fn new(readers: &'a [Reader], scopes: Scopes) -> Self {
+        ReadersResult {
+            readers: readers.iter().map(|r| ScopedReader(r, scopes)).collect(),
+        }
+    }
+}
+
+/// `subscribe`'s result.
+#[derive(Serialize)]
+pub struct SubscribeResult<'a> {
+    /// The last `seq` the snapshot includes.
+    pub seq: u64,
+    /// The readers at `seq`.
+    pub snapshot: ReadersResult<'a>,
 }
 
 /// The error the status page gets for card work.
@@ -176,6 +194,15 @@ pub fn not_permitted() -> RpcError {
     ProtocolError::new(
         Reason::NotPermitted,
         "the status page may not read or sign cards",
+    )
+    .into()
+}
+
+/// The error an origin without the `sign` scope gets for `card.sign`.
+pub fn sign_not_permitted() -> RpcError {
+    ProtocolError::new(
+        Reason::NotPermitted,
+        "this origin does not have the `sign` scope (see the daemon's origins configuration)",
     )
     .into()
 }
@@ -254,12 +281,31 @@ mod tests {
 
     #[test]
     fn hello_hides_card_methods_from_the_status_page() {
-        assert_eq!(hello(false)["protocol"], 1);
-        assert!(!hello(true)["capabilities"].to_string().contains("card."));
+        assert_eq!(hello(false, Scopes::ALL)["protocol"], 1);
         assert!(
-            hello(false)["capabilities"]
+            !hello(true, Scopes::NONE)["capabilities"]
+                .to_string()
+                .contains("card.")
+        );
+        assert_eq!(hello(true, Scopes::NONE)["scopes"], json!([]));
+        assert!(
+            hello(false, Scopes::ALL)["capabilities"]
                 .to_string()
                 .contains("card.sign")
+        );
+        assert_eq!(
+            hello(false, Scopes::ALL)["scopes"],
+            json!(["identity", "nir", "ins", "sign"])
+        );
+    }
+
+    #[test]
+    fn hello_reports_the_origins_scopes_and_hides_card_sign_without_sign() {
+        let h = hello(false, Scopes::IDENTITY);
+        assert_eq!(h["scopes"], json!(["identity"]));
+        assert_eq!(
+            h["capabilities"],
+            json!(["status", "readers.list", "subscribe", "card.read"])
         );
     }
 }

@@ -8,15 +8,21 @@
 //! - `session` and [`writer`]: one upgraded connection, incoming and outgoing.
 //! - [`limits`]: the rate limiter and client slots.
 //! - [`silent`]: connections closed before a byte (Local Network Access blocks).
+//! - [`pending`]: the bounded handshake slots (oldest evicted when full).
+//! - [`owner`] and [`users`]: which OS user owns a client socket, and whether that
+//!   user may connect (the local trust boundary, docs/security.md).
 
 pub mod handshake;
 pub mod http;
 pub mod limits;
 pub mod methods;
+pub mod owner;
+pub mod pending;
 mod router;
 pub mod rpc;
 mod session;
 pub mod silent;
+pub mod users;
 pub mod writer;
 
 use std::future::Future;
@@ -24,16 +30,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 
 use crate::bus::Hub;
 use handshake::OriginPolicy;
+use pending::PendingHandshakes;
+use users::UserPolicy;
 
 /// Server settings (product.md §3–4.5).
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Exact allowed origins (`https://app.example`), compared normalised.
+    /// Exact allowed origins (`https://app.example`), compared normalised; each
+    /// gets every scope unless `origin_scopes` narrows it.
     pub allowed_origins: Vec<String>,
+    /// Origins with the scopes they get (the `[origins."…"]` table form); an
+    /// origin listed here is allowed even if absent from `allowed_origins`.
+    pub origin_scopes: Vec<(String, crate::bus::Scopes)>,
     /// Whether clients without an Origin header may connect.
     pub allow_native_clients: bool,
     /// Open connections at most; more get HTTP 503.
@@ -52,8 +64,17 @@ pub struct ServerConfig {
     pub close_timeout: Duration,
     /// Card operations (`card.read`, `card.sign`) in flight per connection.
     pub max_inflight: usize,
-    /// Connections still in their HTTP handshake at once; more are dropped at accept.
+    /// Connections still in their HTTP handshake at once; beyond this the oldest
+    /// pending one is closed to make room.
     pub max_pending_handshakes: usize,
+    /// How long a new connection may stay silent before its first byte; shorter than
+    /// `handshake_timeout` so idle sockets free their handshake slot quickly.
+    pub first_byte_timeout: Duration,
+    /// Users besides the daemon's own effective user whose sockets may connect
+    /// (resolved uids of `allowed_users`).
+    pub allowed_uids: Vec<u32>,
+    /// Groups whose members' sockets may connect (resolved gids of `allowed_groups`).
+    pub allowed_gids: Vec<u32>,
     /// Serve `GET /metrics`; when off the path is unknown (404).
     pub metrics: bool,
 }
@@ -62,6 +83,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             allowed_origins: Vec::new(),
+            origin_scopes: Vec::new(),
             allow_native_clients: true,
             max_clients: 32,
             max_message_bytes: 64 * 1024,
@@ -72,6 +94,9 @@ impl Default for ServerConfig {
             close_timeout: Duration::from_secs(3),
             max_inflight: 4,
             max_pending_handshakes: 128,
+            first_byte_timeout: Duration::from_secs(1),
+            allowed_uids: Vec::new(),
+            allowed_gids: Vec::new(),
             metrics: false,
         }
     }
@@ -83,6 +108,7 @@ struct Ctx {
     cfg: ServerConfig,
     policy: OriginPolicy,
     silent: silent::SilentWatch,
+    users: Arc<UserPolicy>,
 }
 
 /// Serves WebSocket and HTTP on the given loopback listeners until `shutdown`
@@ -94,16 +120,29 @@ pub async fn serve(
     cfg: ServerConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    let (policy, invalid) = OriginPolicy::new(&cfg.allowed_origins, cfg.allow_native_clients);
+    let (mut policy, mut invalid) =
+        OriginPolicy::new(&cfg.allowed_origins, cfg.allow_native_clients);
+    invalid.extend(policy.with_scopes(&cfg.origin_scopes));
     for entry in invalid {
         tracing::warn!(origin = ?entry, "allowed_origins entry is not an origin (scheme://host[:port]); it matches nothing");
     }
-    let pending = Arc::new(Semaphore::new(cfg.max_pending_handshakes.max(1)));
+    let pending = PendingHandshakes::new(cfg.max_pending_handshakes);
+    let users = Arc::new(UserPolicy::for_this_process(
+        cfg.allowed_uids.clone(),
+        cfg.allowed_gids.clone(),
+    ));
+    tracing::info!(
+        uid = users.own(),
+        allowed_users = ?cfg.allowed_uids,
+        allowed_groups = ?cfg.allowed_gids,
+        "serving only sockets of these OS users"
+    );
     let ctx = Arc::new(Ctx {
         hub,
         cfg,
         policy,
         silent: silent::SilentWatch::default(),
+        users,
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     // Every connection task holds a clone; when all are gone, `recv` returns None.
@@ -136,7 +175,7 @@ pub async fn serve(
 async fn accept_loop(
     listener: TcpListener,
     ctx: Arc<Ctx>,
-    pending: Arc<Semaphore>,
+    pending: Arc<PendingHandshakes>,
     mut stop: watch::Receiver<bool>,
     alive: mpsc::Sender<()>,
 ) {
@@ -155,15 +194,16 @@ async fn accept_loop(
                 continue;
             }
         };
-        let Ok(permit) = pending.clone().try_acquire_owned() else {
-            tracing::warn!(peer = %addr, "too many connections in handshake; dropping");
-            continue;
-        };
+        let admission = pending.admit();
+        if admission.evicted_other {
+            // Debug only: under a flood this would be one line per connection.
+            tracing::debug!(peer = %addr, "handshake slots full; closed the oldest pending handshake");
+        }
         let ctx = ctx.clone();
         let stop = stop.clone();
         let alive = alive.clone();
         tokio::spawn(async move {
-            router::handle(ctx, stream, addr, stop, permit).await;
+            router::handle(ctx, stream, addr, stop, admission).await;
             drop(alive);
         });
     }

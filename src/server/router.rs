@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, watch};
+use tokio::sync::watch;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
@@ -15,7 +15,10 @@ use super::Ctx;
 use super::handshake::{Peer, host_allowed};
 use super::http::{self, Head, HeadError};
 use super::limits::ClientSlot;
+use super::owner;
+use super::pending::Admission;
 use super::session::{self, Start};
+use super::users;
 
 const STATUS_HTML: &str = include_str!("status_page.html");
 const STATUS_JS: &str = include_str!("status_page.js");
@@ -44,10 +47,13 @@ pub async fn handle(
     mut stream: TcpStream,
     addr: SocketAddr,
     mut stop: watch::Receiver<bool>,
-    handshake_permit: OwnedSemaphorePermit,
+    admission: Admission,
 ) {
-    let port = match stream.local_addr() {
-        Ok(a) => a.port(),
+    let Admission {
+        slot, mut eviction, ..
+    } = admission;
+    let local = match stream.local_addr() {
+        Ok(a) => a,
         Err(_) => return,
     };
     let _ = stream.set_nodelay(true);
@@ -59,8 +65,32 @@ pub async fn handle(
     let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER);
     // The head, the decision and the response all fit in the handshake deadline; a
     // slow or silent client holds no client slot while it dawdles.
-    let deadline = tokio::time::Instant::now() + ctx.cfg.handshake_timeout;
+    let now = tokio::time::Instant::now();
+    let deadline = now + ctx.cfg.handshake_timeout;
+    let first_byte = now + ctx.cfg.first_byte_timeout.min(ctx.cfg.handshake_timeout);
     let handshake = async {
+        // Idle sockets are the cheapest way to fill the handshake slots: one that
+        // has sent nothing after `first_byte_timeout` is closed, long before the
+        // handshake bound.
+        let mut one = [0u8; 1];
+        match tokio::time::timeout_at(first_byte, stream.peek(&mut one)).await {
+            Ok(Ok(n)) if n > 0 => slot.talking(),
+            // Closed or reset before a single byte: what Chromium's Local Network
+            // Access block (and a port scan) looks like from here.
+            Ok(Ok(_)) => {
+                ctx.silent.noticed(&ctx.hub);
+                return None;
+            }
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                ctx.silent.noticed(&ctx.hub);
+                return None;
+            }
+            Ok(Err(_)) => return None,
+            Err(_) => {
+                tracing::debug!(peer = %addr, "no request byte in time; closing");
+                return None;
+            }
+        }
         let (head, rest) = match http::read_head(&mut stream).await {
             Ok(h) => h,
             Err(e) => {
@@ -78,7 +108,7 @@ pub async fn handle(
                 return None;
             }
         };
-        let route = route(&ctx, &head, addr, port);
+        let route = route(&ctx, &head, addr, local).await;
         let (bytes, upgrade) = match route {
             Route::Respond(bytes) => (bytes, None),
             Route::Upgrade {
@@ -93,6 +123,10 @@ pub async fn handle(
     let upgraded = tokio::select! {
         biased;
         _ = stop.wait_for(|s| *s) => return,
+        _ = eviction.wait() => {
+            tracing::debug!(peer = %addr, "handshake evicted by a newer connection");
+            return;
+        }
         r = tokio::time::timeout_at(deadline, handshake) => match r {
             Ok(u) => u,
             Err(_) => {
@@ -101,11 +135,13 @@ pub async fn handle(
             }
         },
     };
+    // The handshake is over either way. Free its slot before lingering, or a client
+    // opening connections in a loop keeps every slot busy with lingering sockets.
+    drop(slot);
     let Some(((peer, slot), rest)) = upgraded else {
         linger(&mut stream).await;
         return;
     };
-    drop(handshake_permit);
     let limit = ctx.cfg.max_message_bytes;
     let config = WebSocketConfig::default()
         .read_buffer_size(4096)
@@ -146,7 +182,8 @@ async fn linger(stream: &mut TcpStream) {
     .await;
 }
 
-fn route(ctx: &Ctx, head: &Head, addr: SocketAddr, port: u16) -> Route {
+async fn route(ctx: &Ctx, head: &Head, addr: SocketAddr, local: SocketAddr) -> Route {
+    let port = local.port();
     let host_ok = head.single("host").is_some_and(|h| host_allowed(h, port));
     if !host_ok {
         tracing::info!(peer = %addr, host = ?head.all("host"), path = %head.path, "rejected: bad Host header");
@@ -159,9 +196,15 @@ fn route(ctx: &Ctx, head: &Head, addr: SocketAddr, port: u16) -> Route {
         "/status.js" if get => Route::Respond(page(STATUS_JS, "text/javascript; charset=utf-8")),
         "/client.js" if get => Route::Respond(client_js()),
         "/diagnostics" if get => Route::Respond(ctx.silent.diagnostics_response()),
-        "/v1" if get => upgrade(ctx, head, addr, port),
+        "/v1" if get => match user_allowed(ctx, addr, local).await {
+            Ok(()) => upgrade(ctx, head, addr, port),
+            Err(refused) => refused,
+        },
         // Disabled, the endpoint does not exist: 404 like any unknown path.
-        "/metrics" if get && ctx.cfg.metrics => metrics(ctx, head, addr, port),
+        "/metrics" if get && ctx.cfg.metrics => match user_allowed(ctx, addr, local).await {
+            Ok(()) => metrics(ctx, head, addr, port),
+            Err(refused) => refused,
+        },
         "/health" | "/" | "/status.js" | "/client.js" | "/diagnostics" | "/v1" => {
             Route::Respond(http::error_response(405, "method not allowed"))
         }
@@ -169,6 +212,35 @@ fn route(ctx: &Ctx, head: &Head, addr: SocketAddr, port: u16) -> Route {
             Route::Respond(http::error_response(405, "method not allowed"))
         }
         _ => Route::Respond(http::error_response(404, "not found")),
+    }
+}
+
+/// The local trust boundary (docs/security.md): the client's socket must belong to
+/// the daemon's own user, an `allowed_users` entry or a member of `allowed_groups`,
+/// whatever the client says about itself. Checked before any upgrade or metrics
+/// answer; when the owner cannot be determined the client is refused.
+async fn user_allowed(ctx: &Ctx, addr: SocketAddr, local: SocketAddr) -> Result<(), Route> {
+    let policy = ctx.users.clone();
+    // procfs and NSS reads block; keep them off the async workers.
+    let decided = tokio::task::spawn_blocking(move || {
+        owner::lookup(addr, local).map(|uid| (uid, policy.decide(uid, users::account)))
+    })
+    .await;
+    let refuse = || Route::Respond(http::error_response(403, "OS user not allowed"));
+    match decided {
+        Ok(Ok((_, Ok(_)))) => Ok(()),
+        Ok(Ok((uid, Err(denied)))) => {
+            tracing::warn!(uid, peer_port = addr.port(), reason = %denied, "refused: client socket belongs to another OS user");
+            Err(refuse())
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(peer_port = addr.port(), error = %e, "refused: cannot tell which OS user owns the client socket");
+            Err(refuse())
+        }
+        Err(e) => {
+            tracing::warn!(peer_port = addr.port(), error = %e, "refused: socket owner lookup failed");
+            Err(refuse())
+        }
     }
 }
 
@@ -225,7 +297,7 @@ fn upgrade(ctx: &Ctx, head: &Head, addr: SocketAddr, port: u16) -> Route {
         tracing::warn!(peer = %addr, origin = ?origins, max = ctx.cfg.max_clients, "rejected websocket handshake: client limit reached");
         return Route::Respond(http::error_response(503, "too many clients"));
     };
-    tracing::info!(peer = %addr, origin = ?origins, redacted = peer.redacted(), "client connected");
+    tracing::info!(peer = %addr, origin = ?origins, redacted = peer.redacted(), scopes = ?peer.scopes().names(), "client connected");
     Route::Upgrade {
         response: http::upgrade_response(key),
         peer,

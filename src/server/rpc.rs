@@ -4,6 +4,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use crate::bus::WipedJson;
 use crate::error::ProtocolError;
 
 /// Invalid JSON (also invalid UTF-8).
@@ -205,6 +206,30 @@ pub fn success<T: Serialize>(id: &Value, result: T) -> String {
                     "the result could not be serialized",
                 )),
             )
+        }
+    }
+}
+
+/// Like [`success`], for results that carry identities: encoded into an exactly
+/// sized buffer that is wiped once sent ([`WipedJson`]), with no intermediate
+/// `Value` copy of the data.
+pub fn success_wiped<T: Serialize>(id: &Value, result: T) -> WipedJson {
+    match WipedJson::encode(&Success {
+        jsonrpc: "2.0",
+        id,
+        result,
+    }) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(error = %e, "result serialization failed");
+            failure(
+                id,
+                &RpcError::from(ProtocolError::new(
+                    crate::error::Reason::Internal,
+                    "the result could not be serialized",
+                )),
+            )
+            .into()
         }
     }
 }

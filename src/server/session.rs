@@ -26,6 +26,7 @@ use super::methods::{self, Call};
 use super::rpc::{self, Incoming, RpcError};
 use super::writer::{Closing, Ended, Out, Sink, Writer};
 use super::{Ctx, ServerConfig};
+use crate::bus::{ScopedIdentity, Scopes, WipedJson};
 use crate::error::{ProtocolError, Reason};
 
 type Source = SplitStream<WebSocketStream<TcpStream>>;
@@ -267,8 +268,8 @@ impl Session<'_> {
     }
 
     /// Queues a response; `Err` when the writer has gone.
-    async fn send(&self, text: String) -> Result<(), ()> {
-        self.out.send(Out::Text(text)).await.map_err(|_| ())
+    async fn send(&self, text: impl Into<WipedJson>) -> Result<(), ()> {
+        self.out.send(Out::Text(text.into())).await.map_err(|_| ())
     }
 
     async fn on_text(&mut self, text: &str) -> Result<(), ()> {
@@ -316,21 +317,28 @@ impl Session<'_> {
                     let shown: String = client.chars().take(64).collect();
                     tracing::debug!(peer = %self.addr, client = ?shown, "hello");
                 }
-                methods::hello(redacted)
+                methods::hello(redacted, self.peer.scopes())
             }
             Call::Status => methods::status(hub),
-            Call::ReadersList => methods::readers(hub, redacted),
+            Call::ReadersList => {
+                let Some(id) = id else { return Ok(()) };
+                let readers = hub.readers(redacted);
+                let result = methods::ReadersResult::new(&readers, self.peer.scopes());
+                return self.send(rpc::success_wiped(&id, result)).await;
+            }
             Call::Subscribe => {
                 if let Some(old) = self.subscription.take() {
                     hub.unsubscribe(old);
                 }
-                let sub = hub.subscribe(self.ctx.cfg.queue_len, redacted);
+                let sub = hub.subscribe_as(self.ctx.cfg.queue_len, self.peer.view());
                 self.subscription = Some(sub.id);
+                let scopes = self.peer.scopes();
                 let response = id.as_ref().map(|id| {
-                    rpc::success(
-                        id,
-                        json!({"seq": sub.seq, "snapshot": {"readers": sub.snapshot}}),
-                    )
+                    let result = methods::SubscribeResult {
+                        seq: sub.seq,
+                        snapshot: methods::ReadersResult::new(&sub.snapshot, scopes),
+                    };
+                    rpc::success_wiped(id, result)
                 });
                 return self
                     .out
@@ -346,7 +354,7 @@ impl Session<'_> {
                 if let Some(old) = self.subscription.take() {
                     hub.unsubscribe(old);
                 }
-                let response = id.as_ref().map(|id| rpc::success(id, json!({})));
+                let response = id.as_ref().map(|id| rpc::success(id, json!({})).into());
                 return self
                     .out
                     .send(Out::Unsubscribed { response })
@@ -371,6 +379,12 @@ impl Session<'_> {
                 .send(rpc::failure(&id, &methods::not_permitted()))
                 .await;
         }
+        if matches!(call, Call::CardSign { .. }) && !self.peer.scopes().contains(Scopes::SIGN) {
+            return self
+                .send(rpc::failure(&id, &methods::sign_not_permitted()))
+                .await;
+        }
+        let scopes = self.peer.scopes();
         if self.tasks.len() >= self.ctx.cfg.max_inflight {
             let e = ProtocolError::new(
                 Reason::RateLimited,
@@ -392,16 +406,16 @@ impl Session<'_> {
                     let r = hub.read_card(&reader, fresh).await;
                     tracing::info!(peer = %addr, reader = %reader, fresh, ok = r.is_ok(), ms = started.elapsed().as_millis() as u64, "card.read");
                     match r {
-                        Ok(identity) => rpc::success(&id, &*identity),
-                        Err(e) => rpc::failure(&id, &e.into()),
+                        Ok(identity) => rpc::success_wiped(&id, ScopedIdentity(&identity, scopes)),
+                        Err(e) => rpc::failure(&id, &e.into()).into(),
                     }
                 }
                 Call::CardSign { reader, challenge } => {
                     let r = hub.sign(&reader, &binding, &challenge).await;
                     tracing::info!(peer = %addr, reader = %reader, ok = r.is_ok(), "card.sign");
                     match r {
-                        Ok(sig) => rpc::success(&id, &*sig),
-                        Err(e) => rpc::failure(&id, &e.into()),
+                        Ok(sig) => rpc::success_wiped(&id, &*sig),
+                        Err(e) => rpc::failure(&id, &e.into()).into(),
                     }
                 }
                 _ => return,

@@ -19,7 +19,16 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::bus::Notification;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::bus::{Notification, WipedJson};
+
+/// A text frame over the shared, wiped buffer: no copy per client.
+fn text(json: &WipedJson) -> Message {
+    // The buffer is serde_json output, so always UTF-8; an empty frame stands in
+    // rather than a panic should that ever not hold.
+    Message::Text(Utf8Bytes::try_from(json.bytes()).unwrap_or_default())
+}
 
 /// The write half of a connection.
 pub type Sink = SplitSink<WebSocketStream<TcpStream>, Message>;
@@ -31,12 +40,12 @@ const LAG_POLL: Duration = Duration::from_millis(50);
 /// What the session asks the writer to send.
 #[derive(Debug)]
 pub enum Out {
-    /// A response.
-    Text(String),
+    /// A response (wiped once sent: it may be an identity).
+    Text(WipedJson),
     /// Start forwarding events; the response (if any) goes out before any of them.
     Subscribed {
         /// The `subscribe` response, `None` for a notification.
-        response: Option<String>,
+        response: Option<WipedJson>,
         /// Events after the snapshot.
         rx: mpsc::Receiver<Notification>,
         /// Set by the hub when this subscriber's queue filled.
@@ -45,7 +54,7 @@ pub enum Out {
     /// Stop forwarding events, then send the response (if any).
     Unsubscribed {
         /// The `unsubscribe` response.
-        response: Option<String>,
+        response: Option<WipedJson>,
     },
     /// Close after everything queued before it.
     Close(Closing),
@@ -158,25 +167,25 @@ impl Writer {
                 _ = wait_true(&mut self.stop) => break Halt::Close(Closing::GOING_AWAY),
                 out = self.out.recv() => match out {
                     None => break Halt::Stop,
-                    Some(Out::Text(t)) => Message::text(t),
+                    Some(Out::Text(t)) => text(&t),
                     Some(Out::Subscribed { response, rx, lagged }) => {
                         sub = Some(Sub { rx, lagged });
                         match response {
-                            Some(r) => Message::text(r),
+                            Some(r) => text(&r),
                             None => continue,
                         }
                     }
                     Some(Out::Unsubscribed { response }) => {
                         sub = None;
                         match response {
-                            Some(r) => Message::text(r),
+                            Some(r) => text(&r),
                             None => continue,
                         }
                     }
                     Some(Out::Close(c)) => break Halt::Close(c),
                 },
                 n = next_event(&mut sub) => match n {
-                    Some(n) => Message::text(n.json.to_string()),
+                    Some(n) => text(&n.json),
                     None => {
                         let lagged = sub.as_ref().is_some_and(|s| s.lagged.load(Ordering::Acquire));
                         if lagged {

@@ -6,6 +6,7 @@
 pub mod browser;
 pub mod firefox;
 pub mod lna;
+pub mod os_user;
 pub mod schema;
 pub mod screen;
 
@@ -44,23 +45,29 @@ impl Daemon {
 
     /// Like [`Daemon::spawn`] with extra environment variables.
     pub fn spawn_env(args: &[&str], env: &[(&str, &str)]) -> Daemon {
-        Self::spawn_wrapped(&[], args, env)
+        Self::spawn_wrapped::<&str>(&[], args, env)
     }
 
-    /// Like [`Daemon::spawn_env`], run through `wrapper` (e.g. `ip netns exec NAME`,
-    /// which execs the daemon so the child is the daemon itself).
-    pub fn spawn_wrapped(wrapper: &[String], args: &[&str], env: &[(&str, &str)]) -> Daemon {
+    /// Like [`Daemon::spawn_env`], the binary run through `wrapper` (e.g. `ip netns
+    /// exec NAME`, or `["unshare", "-n", "sh", "-c", "…; exec \"$0\" \"$@\""]`): the
+    /// wrapper's arguments come first, then the binary's path, then `args`. The
+    /// wrapper must exec the daemon, so the child is the daemon itself.
+    pub fn spawn_wrapped<S: AsRef<std::ffi::OsStr>>(
+        wrapper: &[S],
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let log_path = dir.path().join("daemon.log");
         let log = std::fs::File::create(&log_path).expect("log file");
         let bin = env!("CARGO_BIN_EXE_vitale-bridge");
         let mut cmd = match wrapper.split_first() {
-            Some((first, rest)) => {
-                let mut c = Command::new(first);
+            None => Command::new(bin),
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
                 c.args(rest).arg(bin);
                 c
             }
-            None => Command::new(bin),
         };
         cmd.args(args)
             // Keep the user's and the machine's config files out of tests.

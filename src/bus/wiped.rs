@@ -1,0 +1,156 @@
+//! Serialized JSON that the daemon owns and wipes.
+//!
+//! An `identity.read` event, a `card.read` result or a `subscribe` snapshot is the
+//! identity again, as text. [`WipedJson`] holds such text in one buffer that is
+//! shared by reference count (every subscriber of a view sends the same bytes, no
+//! copy per client) and overwritten with zeros when the last reference goes.
+//!
+//! The buffer is sized exactly before it is written (a first, counting pass), so
+//! serialization never reallocates and leaves no unwiped partial copies behind in
+//! freed memory. What the WebSocket library copies into its own write buffer, and
+//! what the kernel holds in socket buffers, is outside our reach (docs/security.md).
+
+use std::io::Write;
+
+use bytes::Bytes;
+use serde::Serialize;
+use zeroize::Zeroize;
+
+/// UTF-8 JSON text, shared, wiped when the last clone drops.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WipedJson(Bytes);
+
+/// The owner of the bytes: zeroes them on drop.
+struct Wiping(Vec<u8>);
+
+impl AsRef<[u8]> for Wiping {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for Wiping {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+/// Counts what a serializer writes.
+struct Counter(usize);
+
+impl Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl WipedJson {
+    /// Serializes `value` into a buffer of exactly the right size.
+    pub fn encode<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<WipedJson> {
+        let mut counter = Counter(0);
+        serde_json::to_writer(&mut counter, value)?;
+        let mut buf = Wiping(Vec::with_capacity(counter.0));
+        serde_json::to_writer(&mut buf.0, value)?;
+        // Serialization is deterministic, so the second pass fits; should a value
+        // ever serialize longer, the Vec grew and its old buffer went unwiped —
+        // still correct output, and the case is logged.
+        if buf.0.len() != counter.0 {
+            tracing::warn!(
+                counted = counter.0,
+                written = buf.0.len(),
+                "serialized length changed between passes"
+            );
+        }
+        Ok(WipedJson(Bytes::from_owner(buf)))
+    }
+
+    /// Fixed text (placeholders); nothing to wipe.
+    pub fn from_static(text: &'static str) -> WipedJson {
+        WipedJson(Bytes::from_static(text.as_bytes()))
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        // Always valid: built from serde_json output or a `&'static str`.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    /// The shared bytes (a reference-count clone, no copy).
+    pub fn bytes(&self) -> Bytes {
+        self.0.clone()
+    }
+
+    /// Whether both are the same buffer (not merely equal text).
+    pub fn same_buffer(a: &WipedJson, b: &WipedJson) -> bool {
+        a.0.as_ptr() == b.0.as_ptr() && a.0.len() == b.0.len()
+    }
+}
+
+/// Takes over a string's buffer without copying it; it is wiped from then on.
+impl From<String> for WipedJson {
+    fn from(text: String) -> WipedJson {
+        WipedJson(Bytes::from_owner(Wiping(text.into_bytes())))
+    }
+}
+
+impl std::ops::Deref for WipedJson {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+/// Never the content: it may be an identity.
+impl std::fmt::Debug for WipedJson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WipedJson({} bytes)", self.0.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    #[test]
+    fn encodes_exactly_like_serde_json_and_hides_itself_from_debug() {
+        let v = serde_json::json!({"surname": "DUPONT", "n": [1, 2, 3], "é": "ü"});
+        let w = WipedJson::encode(&v).expect("encodes");
+        assert_eq!(w.as_str(), serde_json::to_string(&v).expect("json"));
+        assert!(!format!("{w:?}").contains("DUPONT"));
+        let c = w.clone();
+        assert!(WipedJson::same_buffer(&w, &c), "clones share the buffer");
+    }
+
+    #[test]
+    fn the_wiping_owner_is_dropped_with_the_last_reference() {
+        // `Bytes::from_owner` keeps the owner alive while any clone lives; the owner
+        // here records its drop, and wraps a `Wiping`, whose drop zeroes the bytes.
+        struct Probe(Wiping, Arc<AtomicBool>);
+        impl AsRef<[u8]> for Probe {
+            fn as_ref(&self) -> &[u8] {
+                self.0.as_ref()
+            }
+        }
+        impl Drop for Probe {
+            fn drop(&mut self) {
+                self.1.store(true, Ordering::SeqCst);
+            }
+        }
+        let dropped = Arc::new(AtomicBool::new(false));
+        let bytes = Bytes::from_owner(Probe(Wiping(b"295109912611193".to_vec()), dropped.clone()));
+        let clone = bytes.clone();
+        drop(bytes);
+        assert!(!dropped.load(Ordering::SeqCst), "still referenced");
+        drop(clone);
+        assert!(
+            dropped.load(Ordering::SeqCst),
+            "dropped with the last reference"
+        );
+    }
+}
