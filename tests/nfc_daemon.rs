@@ -8,18 +8,21 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::json;
 
-use nfc_support::{Emulator, es256_verifies, expected_public_key};
+use nfc_support::{Emulator, assert_signed_for};
 use support::{Client, Daemon};
 
 const ORIGIN: &str = "https://app.example";
 
 fn daemon(emu: &Emulator) -> Daemon {
-    let connstring = emu.connstring();
+    daemon_on(&emu.connstring())
+}
+
+fn daemon_on(connstring: &str) -> Daemon {
     Daemon::spawn(&[
         "run",
         "--no-pcsc",
         "--nfc",
-        &connstring,
+        connstring,
         "--listen",
         "127.0.0.1:0",
         "--allow-origin",
@@ -67,31 +70,7 @@ async fn tapped_phone_is_read_and_signs_for_the_page_origin_only() {
             json!({"reader": reader, "challenge": URL_SAFE_NO_PAD.encode(challenge)}),
         )
         .await;
-    let sig = &res["result"];
-    assert_eq!(sig["alg"], "ES256", "{res}");
-    assert_eq!(sig["origin"], ORIGIN);
-    assert_eq!(sig["verified"], true);
-    let public_key = URL_SAFE_NO_PAD
-        .decode(sig["publicKey"].as_str().expect("publicKey"))
-        .expect("b64");
-    let signature = URL_SAFE_NO_PAD
-        .decode(sig["signature"].as_str().expect("signature"))
-        .expect("b64");
-    assert_eq!(public_key, expected_public_key());
-    // Recomputed here from the spec, not through the daemon's code.
-    assert!(es256_verifies(&public_key, ORIGIN, challenge, &signature));
-    assert!(!es256_verifies(
-        &public_key,
-        "https://other.example",
-        challenge,
-        &signature
-    ));
-    assert!(!es256_verifies(
-        &public_key,
-        "native:",
-        challenge,
-        &signature
-    ));
+    assert_signed_for(&res, ORIGIN, challenge);
 
     emu.control("consent refuse");
     let res = page
@@ -113,14 +92,7 @@ async fn a_configured_device_is_listed_from_the_first_connection_on() {
     let pty = nix::pty::openpty(None, None).expect("openpty");
     let tty = nix::unistd::ttyname(&pty.slave).expect("ttyname");
     let connstring = format!("pn532_uart:{}", tty.display());
-    let d = Daemon::spawn(&[
-        "run",
-        "--no-pcsc",
-        "--nfc",
-        &connstring,
-        "--listen",
-        "127.0.0.1:0",
-    ]);
+    let d = daemon_on(&connstring);
     let mut client = Client::connect(&d.url()).await;
     let status = client.call("status", json!({})).await;
     let nfc = status["result"]["nfc"].as_array().expect("nfc list");

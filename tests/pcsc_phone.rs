@@ -12,7 +12,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 
-use nfc_support::{es256_verifies, expected_public_key, phone_file};
+use nfc_support::{assert_signed_for, phone_file};
 use pcsc_rig::{PcscRig, SLOT0, Sim};
 use support::{Client, Daemon};
 
@@ -102,24 +102,7 @@ async fn a_phone_in_a_pcsc_reader_is_read_and_signs_for_the_page_origin() {
             json!({"reader": reader(), "challenge": URL_SAFE_NO_PAD.encode(challenge)}),
         )
         .await;
-    let sig = &res["result"];
-    assert_eq!(sig["origin"], ORIGIN, "{res}");
-    assert_eq!(sig["verified"], true, "{res}");
-    let public_key = URL_SAFE_NO_PAD
-        .decode(sig["publicKey"].as_str().expect("publicKey"))
-        .expect("b64");
-    let signature = URL_SAFE_NO_PAD
-        .decode(sig["signature"].as_str().expect("signature"))
-        .expect("b64");
-    assert_eq!(public_key, expected_public_key());
-    // Recomputed here from product.md §4.3, not through the daemon's code.
-    assert!(es256_verifies(&public_key, ORIGIN, challenge, &signature));
-    assert!(!es256_verifies(
-        &public_key,
-        "https://other.example",
-        challenge,
-        &signature
-    ));
+    assert_signed_for(&res, ORIGIN, challenge);
 
     sim.remove();
     next_of(&mut c, &["card.removed"], &mut seen).await;

@@ -121,6 +121,38 @@ pub fn expected_public_key() -> Vec<u8> {
     key.verifying_key().to_sec1_bytes().to_vec()
 }
 
+/// Checks a `card.sign` result: bound to `origin`, verified by the daemon, from the
+/// test phone's key, and — recomputed here from product.md §4.3, not through the
+/// daemon's code — valid for `origin` and for no other.
+pub fn assert_signed_for(res: &serde_json::Value, origin: &str, challenge: &[u8]) {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let sig = &res["result"];
+    assert_eq!(sig["alg"], "ES256", "{res}");
+    assert_eq!(sig["origin"], origin, "{res}");
+    assert_eq!(sig["verified"], true, "{res}");
+    let decode = |field: &str| {
+        URL_SAFE_NO_PAD
+            .decode(
+                sig[field]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{field} in {res}")),
+            )
+            .unwrap_or_else(|e| panic!("{field} is not base64url: {e}"))
+    };
+    let (public_key, signature) = (decode("publicKey"), decode("signature"));
+    assert_eq!(public_key, expected_public_key());
+    assert!(es256_verifies(&public_key, origin, challenge, &signature));
+    for other in ["https://other.example", "native:"] {
+        if other != origin {
+            assert!(
+                !es256_verifies(&public_key, other, challenge, &signature),
+                "{other}"
+            );
+        }
+    }
+}
+
 /// Independent check of product.md §4.3: ES256 over `SHA-256(origin) ‖ SHA-256(challenge)`.
 pub fn es256_verifies(public_key: &[u8], origin: &str, challenge: &[u8], signature: &[u8]) -> bool {
     let mut message = Vec::with_capacity(64);
