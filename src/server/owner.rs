@@ -15,11 +15,14 @@
 //!   [`lookup`] falls back to it only when netlink is not available (a sandbox that
 //!   forbids `AF_NETLINK`).
 //!
+//! On Windows, `GetExtendedTcpTable` lists every TCP socket with its owning process
+//! id; the owner of the client's row is then compared by its token's user SID with
+//! the daemon's own ([`windows`]): only the daemon's own account is served there.
+//!
 //! Encoding and parsing are pure ([`diag_request`], [`parse_diag_response`],
-//! [`parse_line`], [`find_owner`]); only [`lookup`] does I/O. Elsewhere than Linux
-//! [`lookup`] fails, so the server refuses every client rather than serving them
-//! unchecked (a Windows implementation through `GetExtendedTcpTable` is a separate
-//! piece of work; see docs/security.md).
+//! [`parse_line`], [`find_owner`], [`TableRow`], [`find_pid`]); only [`lookup`] does
+//! I/O. Elsewhere [`lookup`] fails, so the server refuses every client rather than
+//! serving them unchecked (see docs/security.md).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -102,6 +105,88 @@ pub enum LookupError {
     /// This platform has no implementation.
     #[error("socket owner lookup is not implemented on this platform")]
     Unsupported,
+    /// The table lists the client's socket without an owning process (Windows).
+    #[error("socket {client} has no owning process in the TCP table")]
+    NoProcess {
+        /// Client address.
+        client: SocketAddr,
+    },
+    /// The client's socket belongs to a process of another account (Windows, where
+    /// accounts are SIDs, not uids).
+    #[error("the client socket belongs to process {pid}, which runs as another account")]
+    ForeignAccount {
+        /// The owning process.
+        pid: u32,
+    },
+    /// A Windows call failed (the TCP table, the owning process or its token).
+    #[error("{call} failed: {source}")]
+    Os {
+        /// The API that failed.
+        call: &'static str,
+        /// Its error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One row of Windows' TCP tables with owner process ids (`MIB_TCPROW_OWNER_PID`,
+/// `MIB_TCP6ROW_OWNER_PID`), decoded. Pure, so it is tested on every platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableRow {
+    /// Local address (IPv4-mapped IPv6 turned into IPv4).
+    pub local: SocketAddr,
+    /// Remote address, likewise.
+    pub remote: SocketAddr,
+    /// Owning process id.
+    pub pid: u32,
+}
+
+/// A port as the tables hold it: network byte order in the low 16 bits of a DWORD.
+fn table_port(dw: u32) -> u16 {
+    u16::from_be((dw & 0xFFFF) as u16)
+}
+
+impl TableRow {
+    /// An IPv4 row: addresses are DWORDs holding the four bytes in network order.
+    pub fn v4(local: (u32, u32), remote: (u32, u32), pid: u32) -> TableRow {
+        let addr = |(a, p): (u32, u32)| {
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::from(a.to_ne_bytes())), table_port(p))
+        };
+        TableRow {
+            local: addr(local),
+            remote: addr(remote),
+            pid,
+        }
+    }
+
+    /// An IPv6 row: addresses are 16 bytes in network order.
+    pub fn v6(local: ([u8; 16], u32), remote: ([u8; 16], u32), pid: u32) -> TableRow {
+        let addr = |(a, p): ([u8; 16], u32)| {
+            normalise(SocketAddr::new(
+                IpAddr::V6(Ipv6Addr::from(a)),
+                table_port(p),
+            ))
+        };
+        TableRow {
+            local: addr(local),
+            remote: addr(remote),
+            pid,
+        }
+    }
+}
+
+/// The process owning the socket whose local address is `client` and whose remote
+/// address is `server`: the client's end, never the daemon's accepted socket (same
+/// addresses, swapped). Pure.
+pub fn find_pid(
+    rows: impl IntoIterator<Item = TableRow>,
+    client: SocketAddr,
+    server: SocketAddr,
+) -> Option<u32> {
+    let (client, server) = (normalise(client), normalise(server));
+    rows.into_iter()
+        .find(|r| r.local == client && r.remote == server)
+        .map(|r| r.pid)
 }
 
 /// Parses one data line of `/proc/net/tcp` or `/proc/net/tcp6`
@@ -441,6 +526,7 @@ fn owned(state: u8, uid: u32, client: SocketAddr) -> Result<u32, LookupError> {
 
 /// The tables to search for a client at `client`: an IPv4 client socket is in `tcp`
 /// unless it is a dual-stack IPv6 socket speaking IPv4, which is in `tcp6`.
+#[cfg(not(windows))]
 fn tables_for(client: SocketAddr) -> &'static [&'static str] {
     match normalise(client) {
         SocketAddr::V4(_) => &["/proc/net/tcp", "/proc/net/tcp6"],
@@ -482,8 +568,13 @@ pub fn lookup_proc(client: SocketAddr, server: SocketAddr) -> Result<u32, Lookup
     })
 }
 
+#[cfg(windows)]
+pub mod windows;
+#[cfg(windows)]
+pub use windows::lookup;
+
 /// No implementation here: every client is refused (fail closed).
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", windows)))]
 pub fn lookup(_client: SocketAddr, _server: SocketAddr) -> Result<u32, LookupError> {
     let _ = tables_for;
     Err(LookupError::Unsupported)
@@ -492,6 +583,55 @@ pub fn lookup(_client: SocketAddr, _server: SocketAddr) -> Result<u32, LookupErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn windows_rows_decode_network_order_and_find_the_client_end() {
+        // 127.0.0.1:50000 -> 127.0.0.1:24880 as the table stores it: addresses as
+        // DWORDs of network-order bytes, ports big-endian in the low 16 bits.
+        let lo = u32::from_ne_bytes([127, 0, 0, 1]);
+        let port = |p: u16| u32::from(p.to_be());
+        let client_end = TableRow::v4((lo, port(50000)), (lo, port(24880)), 4242);
+        assert_eq!(client_end.local, "127.0.0.1:50000".parse().expect("addr"));
+        assert_eq!(client_end.remote, "127.0.0.1:24880".parse().expect("addr"));
+        // The daemon's accepted socket: the same pair swapped, another process.
+        let server_end = TableRow::v4((lo, port(24880)), (lo, port(50000)), 7);
+        let client = "127.0.0.1:50000".parse().expect("addr");
+        let server = "127.0.0.1:24880".parse().expect("addr");
+        assert_eq!(
+            find_pid([server_end, client_end], client, server),
+            Some(4242)
+        );
+        assert_eq!(find_pid([server_end], client, server), None);
+        // High bits of the port DWORD are not part of the port.
+        let noisy = TableRow::v4((lo, 0xABCD_0000 | port(50000)), (lo, port(24880)), 1);
+        assert_eq!(noisy.local.port(), 50000);
+    }
+
+    #[test]
+    fn windows_v6_rows_cover_loopback_and_ipv4_mapped_clients() {
+        let port = |p: u16| u32::from(p.to_be());
+        let v6lo = std::net::Ipv6Addr::LOCALHOST.octets();
+        let row = TableRow::v6((v6lo, port(50001)), (v6lo, port(24880)), 9);
+        assert_eq!(
+            find_pid(
+                [row],
+                "[::1]:50001".parse().expect("addr"),
+                "[::1]:24880".parse().expect("addr")
+            ),
+            Some(9)
+        );
+        // A dual-stack socket speaking IPv4 lists ::ffff:127.0.0.1.
+        let mapped = std::net::Ipv4Addr::LOCALHOST.to_ipv6_mapped().octets();
+        let row = TableRow::v6((mapped, port(50002)), (mapped, port(24880)), 11);
+        assert_eq!(
+            find_pid(
+                [row],
+                "127.0.0.1:50002".parse().expect("addr"),
+                "127.0.0.1:24880".parse().expect("addr")
+            ),
+            Some(11)
+        );
+    }
 
     const HEADER: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode";
 

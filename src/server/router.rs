@@ -233,6 +233,10 @@ async fn user_allowed(ctx: &Ctx, addr: SocketAddr, local: SocketAddr) -> Result<
             tracing::warn!(uid, peer_port = addr.port(), reason = %denied, "refused: client socket belongs to another OS user");
             Err(refuse())
         }
+        Ok(Err(e @ owner::LookupError::ForeignAccount { .. })) => {
+            tracing::warn!(peer_port = addr.port(), reason = %e, "refused: client socket belongs to another OS user");
+            Err(refuse())
+        }
         Ok(Err(e)) => {
             tracing::warn!(peer_port = addr.port(), error = %e, "refused: cannot tell which OS user owns the client socket");
             Err(refuse())
