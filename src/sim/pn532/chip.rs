@@ -90,6 +90,7 @@ pub struct Chip {
     max_chunk: usize,
     passive_retries: u8,
     held: Option<Vec<u8>>,
+    aborts: usize,
 }
 
 impl Chip {
@@ -111,6 +112,7 @@ impl Chip {
             // The PN532's power-on MaxRetries (UM §7.3.1).
             passive_retries: RETRY_FOREVER,
             held: None,
+            aborts: 0,
         }
     }
 
@@ -159,8 +161,14 @@ impl Chip {
     /// (PN532 UM §6.2.1.3).
     pub fn abort(&mut self) {
         if self.held.take().is_some() {
+            self.aborts += 1;
             tracing::debug!("held command aborted by the host");
         }
+    }
+
+    /// Held commands the host cancelled with an ACK since start.
+    pub fn aborts(&self) -> usize {
+        self.aborts
     }
 
     /// The answer to the held command, once a target is there to answer it.
@@ -422,6 +430,7 @@ mod tests {
         // InAutoPoll with PollNr FF, then the host's ACK cancels it.
         assert_eq!(chip.handle(&[0x60, 0xFF, 0x01, 0x20, 0x10]), Reply::Hold);
         chip.abort();
+        assert_eq!(chip.aborts(), 1);
         chip.tap();
         assert_eq!(chip.take_ready(), None);
         chip.remove();

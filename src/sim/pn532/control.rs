@@ -77,5 +77,11 @@ fn run(sim: &Shared, command: &str) -> String {
             );
         }
     }
-    format!("ok in_field={} apdus={}", chip.in_field(), chip.apdus())
+    format!(
+        "ok in_field={} apdus={} waiting={} aborts={}",
+        chip.in_field(),
+        chip.apdus(),
+        chip.holding(),
+        chip.aborts()
+    )
 }

@@ -9,7 +9,9 @@
 //! - a control socket (unix stream, default `LINK.ctl`), one command per line, one
 //!   answer line (`ok …` / `error …`): `tap`, `remove`, `consent accept|refuse`,
 //!   `lock on|off`, `pull-after N|off` (the phone leaves the field after N APDUs of
-//!   each following tap), `status`;
+//!   each following tap), `status`; every answer reads `ok in_field=BOOL apdus=N
+//!   waiting=BOOL aborts=N` (`waiting`: a command is held until a tap; `aborts`: held
+//!   commands the host cancelled with an ACK);
 //! - signals: `SIGUSR1` taps, `SIGUSR2` removes; `SIGINT`/`SIGTERM` remove the link and
 //!   the socket and exit 0.
 //!
