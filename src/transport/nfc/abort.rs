@@ -44,6 +44,9 @@ struct State {
     armed: Option<Armed>,
     /// Counts waits, so an abort ends with the wait it was sent to.
     waits: u64,
+    /// An abort came while no wait was running: the next wait must not start, since
+    /// what the abort was for (a queued request, a stop) may have been checked already.
+    kicked: bool,
 }
 
 // SAFETY: the pointer is only passed to `nfc_abort_command`, which libnfc documents as
@@ -65,30 +68,34 @@ impl Gate {
     }
 
     /// Runs `wait` (a blocking libnfc call on `device`) so that [`Gate::abort_wait`]
-    /// can interrupt it.
+    /// can interrupt it. `None`: not run, an abort came since the previous wait.
     pub fn wait<T>(
         &self,
         device: &mut nfc1::Device,
         wait: impl FnOnce(&mut nfc1::Device) -> T,
-    ) -> T {
+    ) -> Option<T> {
         // SAFETY: reads the pointer out of the single-field struct (size checked above);
         // nfc1 keeps ownership, the copy never outlives this call.
         let raw: *mut nfc1_sys::nfc_device = unsafe { std::mem::transmute_copy(&*device) };
         {
             let mut state = self.lock();
+            if std::mem::take(&mut state.kicked) {
+                return None;
+            }
             state.armed = Some(Armed { device: raw });
             state.waits = state.waits.wrapping_add(1);
         }
         let out = wait(device);
         self.lock().armed = None;
         self.ended.notify_all();
-        out
+        Some(out)
     }
 
     /// Interrupts the current wait, if any, and returns once it has ended (bounded).
     pub fn abort_wait(&self) {
         let mut state = self.lock();
         let Some(this_wait) = state.armed.as_ref().map(|_| state.waits) else {
+            state.kicked = true;
             return;
         };
         for _ in 0..ABORT_TRIES {

@@ -141,7 +141,10 @@ impl DeviceTask {
                     if self.drain_requests(&mut device, None).is_err() {
                         return Outcome::Stop;
                     }
-                    self.gate.wait(&mut device, wait_for_target)
+                    // Not run: an abort came since the requests were drained.
+                    self.gate
+                        .wait(&mut device, wait_for_target)
+                        .unwrap_or(Ok(None))
                 };
                 match found {
                     Ok(Some(Found::Phone)) => {
