@@ -93,6 +93,13 @@ impl Drop for Rig {
     }
 }
 
+/// Descriptors this process has open.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .count()
+}
+
 /// Threads of this process whose name starts with `prefix` (names are cut at 15 bytes).
 fn threads_named(prefix: &str) -> usize {
     std::fs::read_dir("/proc/self/task")
@@ -134,6 +141,7 @@ async fn shutdown_while_waiting_is_prompt_and_joins_the_thread() {
     let _serial = serial().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let emu = Emulator::start(dir.path(), &[]);
+    let fds_before = open_fds();
     let mut rig = Rig::start(&emu);
     rig.until("service.changed").await;
     emu.until_waiting(true);
@@ -145,6 +153,13 @@ async fn shutdown_while_waiting_is_prompt_and_joins_the_thread() {
     assert_eq!(threads_named("nfc pn532"), 0);
     emu.until_aborts(1);
     assert!(!emu.waiting());
+    // libnfc's tty and abort pipe are closed with the device. (At most: the stdout
+    // reader of an earlier test's emulator may close its pipe meanwhile.)
+    let fds_after = open_fds();
+    assert!(
+        fds_after <= fds_before,
+        "{fds_before} fds before, {fds_after} after"
+    );
     let (removed, _) = rig.until("reader.removed").await;
     assert_eq!(removed["reader"], rig.reader.as_str());
 }
