@@ -58,12 +58,22 @@ impl Emulator {
         format!("pn532_uart:{}", self.link.display())
     }
 
-    fn control(&self, command: &str) {
+    fn control(&self, command: &str) -> String {
         let mut s = UnixStream::connect(&self.control).expect("control");
         writeln!(s, "{command}").expect("send");
         let mut line = String::new();
         BufReader::new(s).read_line(&mut line).expect("answer");
         assert!(line.starts_with("ok"), "{line}");
+        line
+    }
+
+    /// Returns once the emulator holds a command until a tap (the host waits on it).
+    async fn until_waiting(&self) {
+        let started = Instant::now();
+        while !self.control("status").contains("waiting=true") {
+            assert!(started.elapsed() < WAIT, "the emulator never waited");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     fn cpu_ticks(&self) -> u64 {
@@ -244,6 +254,34 @@ async fn main() {
     println!(
         "libnfc open (includes its fixed 50 ms flush): {}",
         ms(median(opens))
+    );
+
+    // The daemon binary itself at its default configuration (no config file), idle.
+    let home = tempfile::tempdir().expect("tempdir");
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_vitale-bridge"))
+        .args(["run", "--no-pcsc", "--nfc", &emu.connstring()])
+        .args(["--listen", "127.0.0.1:0"])
+        .env("XDG_CONFIG_HOME", home.path())
+        .env("HOME", home.path())
+        .env("VITALE_BRIDGE_SYSTEM_CONFIG", home.path().join("none.toml"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the daemon");
+    emu.until_waiting().await;
+    let tick = ticks_per_second();
+    let stat = format!("/proc/{}/stat", daemon.id());
+    let (daemon_before, emu_before) = (cpu_ticks(&stat), emu.cpu_ticks());
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(idle_secs)).await;
+    let wall = started.elapsed().as_secs_f64();
+    let daemon_cpu = (cpu_ticks(&stat) - daemon_before) as f64 / tick / wall * 100.0;
+    let emu_cpu = (emu.cpu_ticks() - emu_before) as f64 / tick / wall * 100.0;
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    println!(
+        "daemon binary, default configuration, idle {idle_secs} s: daemon {daemon_cpu:.3} % of one core, emulator {emu_cpu:.3} %"
     );
     println!("load average at end: {}", load_average());
 }
