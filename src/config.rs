@@ -136,7 +136,8 @@ pub struct NfcConfig {
     pub enabled: bool,
     /// libnfc connstrings; empty = scan USB devices once at start.
     pub devices: Vec<String>,
-    /// Poll interval in milliseconds.
+    /// Deprecated and ignored: the chip waits for a tap (docs/hardware-nfc.md). Still
+    /// accepted and validated so existing files keep loading.
     pub poll_interval_ms: u64,
 }
 
@@ -510,6 +511,7 @@ impl Config {
         NfcOptions {
             devices: self.nfc.devices.clone(),
             poll_interval: Duration::from_millis(self.nfc.poll_interval_ms),
+            host_poll: false,
             apcv_aid: self.apcv_aid(),
         }
     }

@@ -33,6 +33,7 @@ impl Rig {
             NfcOptions {
                 devices: vec![emulator.connstring()],
                 poll_interval: Duration::from_millis(50),
+                host_poll: false,
                 apcv_aid: DEFAULT_AID.to_vec(),
             },
         );

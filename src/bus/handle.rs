@@ -54,8 +54,9 @@ impl ReaderHandle {
         &self.turn
     }
 
-    /// Sends a request to the backend thread.
-    pub(crate) async fn send(&self, req: ReaderRequest) -> Result<(), ()> {
+    /// Sends a request to the backend thread (public so backend tests can reach it
+    /// without a card in the registry).
+    pub async fn send(&self, req: ReaderRequest) -> Result<(), ()> {
         self.tx.send(req).await.map_err(|_| ())
     }
 }

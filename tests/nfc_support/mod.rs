@@ -99,6 +99,51 @@ impl Emulator {
             .unwrap_or_else(|| panic!("bad status {status:?}"))
     }
 
+    /// Whether the emulator holds a command until a tap (the chip is waiting).
+    pub fn waiting(&self) -> bool {
+        let status = self.control("status");
+        status
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("waiting="))
+            .and_then(|b| b.parse().ok())
+            .unwrap_or_else(|| panic!("bad status {status:?}"))
+    }
+
+    /// Held commands the host cancelled with an ACK frame (from `status`).
+    pub fn aborts(&self) -> usize {
+        let status = self.control("status");
+        status
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("aborts="))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("bad status {status:?}"))
+    }
+
+    /// Returns once the host has cancelled at least `n` held commands (fails after
+    /// [`WAIT`]); the ACK may reach the emulator after the host has moved on.
+    pub fn until_aborts(&self, n: usize) {
+        let deadline = std::time::Instant::now() + WAIT;
+        while self.aborts() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "emulator saw fewer than {n} aborts"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Returns once `waiting()` is `want` (fails after [`WAIT`]).
+    pub fn until_waiting(&self, want: bool) {
+        let deadline = std::time::Instant::now() + WAIT;
+        while self.waiting() != want {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "emulator never reached waiting={want}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Kills the process (SIGKILL: no cleanup, like a crash or an unplugged board).
     pub fn kill(&mut self) {
         let _ = self.child.kill();

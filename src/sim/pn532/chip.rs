@@ -65,7 +65,15 @@ pub enum Reply {
     Data(Vec<u8>),
     /// The application-level error frame (unsupported command or bad syntax).
     Error,
+    /// Nothing yet: the chip keeps polling until a target enters the field (then
+    /// [`Chip::take_ready`] has the answer) or the host aborts with an ACK frame.
+    Hold,
 }
+
+/// RFConfiguration item 05 (MaxRetries): MxRtyPassiveActivation 0xFF retries forever.
+const RETRY_FOREVER: u8 = 0xFF;
+/// InAutoPoll PollNr 0xFF polls endlessly.
+const POLL_FOREVER: u8 = 0xFF;
 
 /// The emulated chip and the virtual phone in front of it.
 #[derive(Debug)]
@@ -80,6 +88,9 @@ pub struct Chip {
     apdus: usize,
     pull_after: Option<usize>,
     max_chunk: usize,
+    passive_retries: u8,
+    held: Option<Vec<u8>>,
+    aborts: usize,
 }
 
 impl Chip {
@@ -98,6 +109,10 @@ impl Chip {
             apdus: 0,
             pull_after: None,
             max_chunk: max_frame.clamp(2, 262) - 1,
+            // The PN532's power-on MaxRetries (UM §7.3.1).
+            passive_retries: RETRY_FOREVER,
+            held: None,
+            aborts: 0,
         }
     }
 
@@ -137,8 +152,50 @@ impl Chip {
         self.apdus
     }
 
+    /// Whether a command is waiting for a target.
+    pub fn holding(&self) -> bool {
+        self.held.is_some()
+    }
+
+    /// The host sent an ACK frame: the pending command is cancelled without an answer
+    /// (PN532 UM §6.2.1.3).
+    pub fn abort(&mut self) {
+        if self.held.take().is_some() {
+            self.aborts += 1;
+            tracing::debug!("held command aborted by the host");
+        }
+    }
+
+    /// Held commands the host cancelled with an ACK since start.
+    pub fn aborts(&self) -> usize {
+        self.aborts
+    }
+
+    /// The answer to the held command, once a target is there to answer it.
+    pub fn take_ready(&mut self) -> Option<Reply> {
+        if !self.in_field {
+            return None;
+        }
+        let held = self.held.take()?;
+        match self.handle(&held) {
+            // Not a target this command looks for: keep waiting, as the chip would.
+            Reply::Hold => None,
+            reply => Some(reply),
+        }
+    }
+
     /// Answers one command (the data of a `D4` frame: command code, then parameters).
+    /// A new command replaces a held one (the host only sends one after aborting it).
     pub fn handle(&mut self, data: &[u8]) -> Reply {
+        self.held = None;
+        let reply = self.answer(data);
+        if reply == Reply::Hold {
+            self.held = Some(data.to_vec());
+        }
+        reply
+    }
+
+    fn answer(&mut self, data: &[u8]) -> Reply {
         let Some((&code, params)) = data.split_first() else {
             return Reply::Error;
         };
@@ -196,12 +253,17 @@ impl Chip {
                 answer(&[0x00])
             }
             cmd::RF_CONFIGURATION => {
-                // Item 01 = RF field; other items (timings, retries) need no emulation.
-                if params.first() == Some(&0x01) {
-                    self.rf_on = params.get(1).is_some_and(|v| v & 0x01 != 0);
-                    if !self.rf_on {
-                        self.release();
+                // Item 01 = RF field, 05 = MaxRetries (the third byte decides whether
+                // InListPassiveTarget waits forever); timings need no emulation.
+                match params {
+                    [0x01, v, ..] => {
+                        self.rf_on = v & 0x01 != 0;
+                        if !self.rf_on {
+                            self.release();
+                        }
                     }
+                    [0x05, _, _, passive, ..] => self.passive_retries = *passive,
+                    _ => {}
                 }
                 answer(&[])
             }
@@ -212,6 +274,7 @@ impl Chip {
                     out.extend(self.target_data());
                     answer(&out)
                 }
+                [_, _, ..] if self.passive_retries == RETRY_FOREVER => Reply::Hold,
                 [_, _, ..] => answer(&[0x00]),
                 _ => Reply::Error,
             },
@@ -225,6 +288,7 @@ impl Chip {
                         out.extend(target);
                         answer(&out)
                     }
+                    _ if params.first() == Some(&POLL_FOREVER) => Reply::Hold,
                     _ => answer(&[0x00]),
                 }
             }
@@ -321,6 +385,7 @@ mod tests {
         match reply {
             Reply::Data(d) => d,
             Reply::Error => panic!("error frame"),
+            Reply::Hold => panic!("held"),
         }
     }
 
@@ -350,8 +415,44 @@ mod tests {
     }
 
     #[test]
+    fn holds_endless_polls_until_a_tap_or_an_abort() {
+        let mut chip = Chip::new(VirtualPhone::demo(), 262);
+        // Power-on MaxRetries: InListPassiveTarget waits for a target.
+        assert_eq!(chip.handle(&[0x4A, 0x01, 0x00]), Reply::Hold);
+        assert!(chip.holding());
+        assert_eq!(chip.take_ready(), None);
+        chip.tap();
+        let found = data(chip.take_ready().expect("answered on tap"));
+        assert_eq!(&found[..6], &[0x4B, 0x01, 0x01, 0x00, 0x04, 0x20]);
+        assert!(!chip.holding());
+        chip.remove();
+
+        // InAutoPoll with PollNr FF, then the host's ACK cancels it.
+        assert_eq!(chip.handle(&[0x60, 0xFF, 0x01, 0x20, 0x10]), Reply::Hold);
+        chip.abort();
+        assert_eq!(chip.aborts(), 1);
+        chip.tap();
+        assert_eq!(chip.take_ready(), None);
+        chip.remove();
+
+        // A poll for types the phone is not stays held through a tap.
+        assert_eq!(chip.handle(&[0x60, 0xFF, 0x01, 0x11]), Reply::Hold);
+        chip.tap();
+        assert_eq!(chip.take_ready(), None);
+        assert!(chip.holding());
+        // A new command replaces the held one.
+        assert_eq!(data(chip.handle(&[0x02]))[0], 0x03);
+        assert!(!chip.holding());
+    }
+
+    #[test]
     fn lists_a_phone_only_while_it_is_in_the_field() {
         let mut chip = Chip::new(VirtualPhone::demo(), 262);
+        // What libnfc sends for a single select (NP_INFINITE_SELECT off).
+        assert_eq!(
+            data(chip.handle(&[0x32, 0x05, 0x00, 0x01, 0x02])),
+            vec![0x33]
+        );
         assert_eq!(data(chip.handle(&[0x4A, 0x01, 0x00])), vec![0x4B, 0x00]);
         chip.tap();
         let found = data(chip.handle(&[0x4A, 0x01, 0x00]));
@@ -400,6 +501,7 @@ mod tests {
     #[test]
     fn pulls_the_phone_after_n_apdus() {
         let mut chip = Chip::new(VirtualPhone::demo(), 262);
+        data(chip.handle(&[0x32, 0x05, 0x00, 0x01, 0x02]));
         chip.set_pull_after(Some(1));
         chip.tap();
         data(chip.handle(&[0x4A, 0x01, 0x00]));

@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 
-use super::{Shared, lock};
+use super::{Shared, lock, wake};
 use crate::sim::phone::Consent;
 
 /// Binds the control socket, replacing a stale one.
@@ -48,9 +48,16 @@ fn serve_conn(stream: UnixStream, chip: Shared) {
 }
 
 /// Runs one control command and returns the answer line.
-pub fn execute(chip: &Shared, command: &str) -> String {
+pub fn execute(sim: &Shared, command: &str) -> String {
+    let reply = run(sim, command);
+    // A tap (or anything else) may let a held InAutoPoll answer.
+    wake(sim);
+    reply
+}
+
+fn run(sim: &Shared, command: &str) -> String {
     let mut words = command.split_whitespace();
-    let mut chip = lock(chip);
+    let mut chip = lock(sim);
     match (words.next(), words.next(), words.next()) {
         (Some("tap"), None, None) => chip.tap(),
         (Some("remove"), None, None) => chip.remove(),
@@ -70,5 +77,11 @@ pub fn execute(chip: &Shared, command: &str) -> String {
             );
         }
     }
-    format!("ok in_field={} apdus={}", chip.in_field(), chip.apdus())
+    format!(
+        "ok in_field={} apdus={} waiting={} aborts={}",
+        chip.in_field(),
+        chip.apdus(),
+        chip.holding(),
+        chip.aborts()
+    )
 }

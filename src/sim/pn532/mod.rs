@@ -9,21 +9,32 @@
 //! - a control socket (unix stream, default `LINK.ctl`), one command per line, one
 //!   answer line (`ok …` / `error …`): `tap`, `remove`, `consent accept|refuse`,
 //!   `lock on|off`, `pull-after N|off` (the phone leaves the field after N APDUs of
-//!   each following tap), `status`;
+//!   each following tap), `status`; every answer reads `ok in_field=BOOL apdus=N
+//!   waiting=BOOL aborts=N` (`waiting`: a command is held until a tap; `aborts`: held
+//!   commands the host cancelled with an ACK);
 //! - signals: `SIGUSR1` taps, `SIGUSR2` removes; `SIGINT`/`SIGTERM` remove the link and
 //!   the socket and exit 0.
 //!
 //! Once listening, one line goes to stdout: `pn532 ready link=LINK control=SOCKET`.
+//!
+//! Like the chip, an endless wait for a target (InAutoPoll with PollNr FF, or
+//! InListPassiveTarget after MaxRetries FF) gets no answer until a tap; the host's ACK
+//! frame cancels it (PN532 UM §6.2.1.3). The link thread sleeps in `poll(2)` on the pty
+//! and on a wake-up socket the control and signal threads write to after a command, so
+//! an idle emulator uses no CPU.
 
 pub mod chip;
 pub mod control;
 pub mod frame;
 
 use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, Signal};
 
 use self::chip::{Chip, Reply};
@@ -68,11 +79,23 @@ pub fn run(args: Pn532Args) -> ExitCode {
     }
 }
 
-type Shared = Arc<Mutex<Chip>>;
+/// The chip, and the link thread's wake-up socket (a held command may now be answered).
+pub struct Sim {
+    chip: Mutex<Chip>,
+    wake: UnixStream,
+}
 
-fn lock(chip: &Shared) -> MutexGuard<'_, Chip> {
+type Shared = Arc<Sim>;
+
+fn lock(sim: &Shared) -> MutexGuard<'_, Chip> {
     // The chip holds no invariant a panicking control thread could break halfway.
-    chip.lock().unwrap_or_else(|p| p.into_inner())
+    sim.chip.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Tells the link thread the phone may have moved. A full socket already holds a
+/// wake-up, so a failed write loses nothing.
+fn wake(sim: &Shared) {
+    let _ = (&sim.wake).write(&[1]);
 }
 
 fn start(args: &Pn532Args) -> Result<(), String> {
@@ -90,7 +113,15 @@ fn start(args: &Pn532Args) -> Result<(), String> {
     if args.tapped {
         chip.tap();
     }
-    let chip: Shared = Arc::new(Mutex::new(chip));
+    let (wake_tx, wake_rx) = UnixStream::pair().map_err(|e| format!("wake-up socket: {e}"))?;
+    for s in [&wake_tx, &wake_rx] {
+        s.set_nonblocking(true)
+            .map_err(|e| format!("wake-up socket: {e}"))?;
+    }
+    let chip: Shared = Arc::new(Sim {
+        chip: Mutex::new(chip),
+        wake: wake_tx,
+    });
 
     // Signals are taken synchronously by one thread; block them before any other
     // thread exists so every thread inherits the mask.
@@ -149,7 +180,7 @@ fn start(args: &Pn532Args) -> Result<(), String> {
     // `pty.slave` stays open for the life of the process (see module docs).
     let _slave = pty.slave;
     let mut master = std::fs::File::from(pty.master);
-    serve_link(&mut master, &chip)
+    serve_link(&mut master, &wake_rx, &chip)
 }
 
 fn replace_symlink(target: &Path, link: &Path) -> Result<(), String> {
@@ -171,7 +202,10 @@ fn replace_symlink(target: &Path, link: &Path) -> Result<(), String> {
 fn on_signals(signals: SigSet, chip: Shared, cleanup: [PathBuf; 2]) {
     loop {
         match signals.wait() {
-            Ok(Signal::SIGUSR1) => lock(&chip).tap(),
+            Ok(Signal::SIGUSR1) => {
+                lock(&chip).tap();
+                wake(&chip);
+            }
             Ok(Signal::SIGUSR2) => lock(&chip).remove(),
             Ok(_) => {
                 for path in &cleanup {
@@ -187,12 +221,43 @@ fn on_signals(signals: SigSet, chip: Shared, cleanup: [PathBuf; 2]) {
     }
 }
 
-/// Reads host frames from the pty master and answers them, forever.
-fn serve_link(master: &mut std::fs::File, chip: &Shared) -> Result<(), String> {
+/// Reads host frames from the pty master and answers them, forever; answers a held
+/// command when a wake-up shows its target arrived.
+fn serve_link(
+    master: &mut std::fs::File,
+    mut wake_rx: &UnixStream,
+    chip: &Shared,
+) -> Result<(), String> {
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     let mut chunk = [0u8; 512];
     let mut last_reply: Vec<u8> = Vec::new();
     loop {
+        let (link_ready, woken) = {
+            let mut fds = [
+                PollFd::new(master.as_fd(), PollFlags::POLLIN),
+                PollFd::new(wake_rx.as_fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(format!("poll: {e}")),
+            }
+            let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
+            (ready(&fds[0]), ready(&fds[1]))
+        };
+        if woken {
+            let mut drain = [0u8; 64];
+            while matches!(wake_rx.read(&mut drain), Ok(n) if n > 0) {}
+            let ready = lock(chip).take_ready();
+            if let Some(reply) = ready {
+                let out = encode_reply(reply);
+                write_all(master, &out)?;
+                last_reply = out;
+            }
+        }
+        if !link_ready {
+            continue;
+        }
         let n = master
             .read(&mut chunk)
             .map_err(|e| format!("reading the pty: {e}"))?;
@@ -217,15 +282,18 @@ fn serve_link(master: &mut std::fs::File, chip: &Shared) -> Result<(), String> {
                             tfi: TFI_HOST,
                             data,
                         } => {
+                            // The ACK goes at once; a held command's answer follows
+                            // when its target arrives.
                             let reply = answer(chip, &data);
                             let mut out = frame::ACK.to_vec();
                             out.extend_from_slice(&reply);
                             write_all(master, &out)?;
-                            last_reply = reply;
+                            if !reply.is_empty() {
+                                last_reply = reply;
+                            }
                         }
-                        // The host aborts a command with an ACK; our answers are
-                        // immediate, so there is nothing to abort.
-                        Frame::Ack => {}
+                        // The host aborts the running command with an ACK.
+                        Frame::Ack => lock(chip).abort(),
                         Frame::Nack => write_all(master, &last_reply)?,
                         Frame::Info { .. } | Frame::Error => {}
                     }
@@ -241,9 +309,15 @@ fn answer(chip: &Shared, data: &[u8]) -> Vec<u8> {
         command = format_args!("{:02X}", data.first().copied().unwrap_or(0)),
         "PN532 command"
     );
+    encode_reply(reply)
+}
+
+/// The frame for `reply` (nothing yet for a held command).
+fn encode_reply(reply: Reply) -> Vec<u8> {
     match reply {
         Reply::Data(out) => frame::encode(TFI_CHIP, &out).unwrap_or_else(|| frame::ERROR.to_vec()),
         Reply::Error => frame::ERROR.to_vec(),
+        Reply::Hold => Vec::new(),
     }
 }
 

@@ -1,16 +1,21 @@
-//! One NFC device on its own blocking thread: open, poll for ISO 14443-4A targets in
-//! short bounded steps, hand a tapped phone to the card worker, check its presence,
-//! serve client requests between steps, and reopen with backoff when the device goes
-//! away.
+//! One NFC device on its own blocking thread: open, let the chip wait for an
+//! ISO 14443-4A target (InAutoPoll, endless; see `abort.rs` for how requests, shutdown
+//! and removal end that wait), hand a tapped phone to the card worker, check its
+//! presence while it is there, serve client requests, and reopen with backoff when the
+//! device goes away.
+//!
+//! The legacy host-side poll (one bounded select every `poll_interval`) is kept behind
+//! [`DeviceTask::host_poll`] for the benchmark's before/after comparison only.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
 use nfc1::target_info::TargetInfo;
 use nfc1::{BaudRate, Context, Device, Modulation, ModulationType, Property};
 
+use super::abort::Gate;
 use super::channel::NfcChannel;
 use crate::bus::{Hub, ReaderKind, ReaderRequest, Service, ServiceState, Update};
 use crate::card::{CardType, ReadContext};
@@ -21,6 +26,13 @@ const SAK_ISO14443_4: u8 = 0x20;
 /// First and largest wait between reopen attempts.
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Between presence checks while a target is in the field (no checks otherwise).
+const PRESENCE_INTERVAL: Duration = Duration::from_millis(100);
+/// InAutoPoll PollNr: poll until a target answers or the host aborts.
+const POLL_FOREVER: u8 = 0xFF;
+/// InAutoPoll Period, 150 ms units: how often a real PN532 repeats its polling round
+/// while it waits (the host sleeps meanwhile).
+const POLL_PERIOD: Duration = Duration::from_millis(150);
 
 /// What the device thread receives.
 pub enum Msg {
@@ -36,8 +48,12 @@ pub struct DeviceTask {
     pub hub: Arc<Hub>,
     /// libnfc connstring.
     pub connstring: String,
-    /// Time between polls (and presence checks).
+    /// Time between polls in the legacy host-poll mode.
     pub poll_interval: Duration,
+    /// Legacy mode: bounded selects every `poll_interval` instead of the chip's wait.
+    pub host_poll: bool,
+    /// Lets other threads end the chip's wait.
+    pub gate: std::sync::Arc<Gate>,
     /// Reader id and phone AID.
     pub ctx: ReadContext,
     /// Requests and stop.
@@ -60,7 +76,7 @@ impl DeviceTask {
             if self.stop.load(Ordering::Relaxed) {
                 break;
             }
-            match open(&self.connstring) {
+            match open(&self.connstring, self.host_poll) {
                 Ok((context, device)) => {
                     backoff = BACKOFF_MIN;
                     down_reported = false;
@@ -105,51 +121,95 @@ impl DeviceTask {
         });
     }
 
-    /// Polls and serves one open device until it fails or the backend stops.
+    /// Waits for targets on one open device and serves it until it fails or the
+    /// backend stops.
     fn serve_device(&self, mut device: Device) -> Outcome {
+        // A phone (its type once detected) or an ignored target, while in the field.
         let mut present: Option<CardType> = None;
-        let mut ignored_uid: Option<Vec<u8>> = None;
+        let mut other_present = false;
         loop {
             if self.stop.load(Ordering::Relaxed) {
+                self.removed(&mut present);
                 return Outcome::Stop;
             }
-            match present {
-                None => match poll_once(&mut device) {
+            if present.is_none() && !other_present {
+                let found = if self.host_poll {
+                    poll_once(&mut device)
+                } else {
+                    // Requests that came before (or aborted) the previous wait first,
+                    // with no card to serve them from.
+                    if self.drain_requests(&mut device, None).is_err() {
+                        return Outcome::Stop;
+                    }
+                    // Not run: an abort came since the requests were drained.
+                    self.gate
+                        .wait(&mut device, wait_for_target)
+                        .unwrap_or(Ok(None))
+                };
+                match found {
                     Ok(Some(Found::Phone)) => {
-                        ignored_uid = None;
                         let started = Instant::now();
                         let mut channel = NfcChannel::new(&mut device);
                         let card_type = worker::on_inserted(&self.hub, &self.ctx, &mut channel);
                         tracing::debug!(reader = %self.ctx.reader, ms = started.elapsed().as_millis() as u64, "tap handled");
                         present = Some(card_type);
                     }
-                    Ok(Some(Found::Other(uid))) => {
-                        if ignored_uid.as_ref() != Some(&uid) {
-                            tracing::info!(reader = %self.ctx.reader, "ignoring a target without ISO 14443-4 (not a phone)");
-                            ignored_uid = Some(uid);
-                        }
+                    Ok(Some(Found::Other)) => {
+                        tracing::info!(reader = %self.ctx.reader, "ignoring a target without ISO 14443-4 (not a phone) until it leaves");
+                        other_present = true;
                     }
-                    Ok(None) => ignored_uid = None,
+                    // Aborted for a request or shutdown: both are handled above.
+                    Ok(None) | Err(nfc1::Error::OperationAborted) => {}
                     Err(e) => return Outcome::DeviceLost(e.to_string()),
-                },
-                Some(_) => match device.initiator_target_is_present_any() {
+                }
+                if !self.host_poll {
+                    continue;
+                }
+            } else {
+                match device.initiator_target_is_present_any() {
                     Ok(()) => {}
                     Err(nfc1::Error::Io) => {
                         self.removed(&mut present);
                         return Outcome::DeviceLost("I/O error during presence check".into());
                     }
-                    Err(_) => self.removed(&mut present),
-                },
+                    Err(_) => {
+                        other_present = false;
+                        self.removed(&mut present);
+                        if !self.host_poll {
+                            continue;
+                        }
+                    }
+                }
             }
+            let period = if self.host_poll {
+                self.poll_interval
+            } else {
+                PRESENCE_INTERVAL
+            };
             let card = present;
             let mut serve = |req: ReaderRequest| {
                 let mut channel = NfcChannel::new(&mut device);
                 let card = card.map(|t| (&mut channel as &mut dyn crate::card::CardChannel, t));
                 worker::serve(&self.hub, &self.ctx, card, req);
             };
-            if self.wait(self.poll_interval, Some(&mut serve)).is_err() {
+            if self.wait(period, Some(&mut serve)).is_err() {
                 self.removed(&mut present);
                 return Outcome::Stop;
+            }
+        }
+    }
+
+    /// Serves the requests already queued without waiting. `Err` means stop.
+    fn drain_requests(&self, device: &mut Device, card: Option<CardType>) -> Result<(), ()> {
+        loop {
+            match self.rx.try_recv() {
+                Ok(Msg::Request(req)) => {
+                    let mut channel = NfcChannel::new(device);
+                    let card = card.map(|t| (&mut channel as &mut dyn crate::card::CardChannel, t));
+                    worker::serve(&self.hub, &self.ctx, card, req);
+                }
+                Ok(Msg::Stop) | Err(TryRecvError::Disconnected) => return Err(()),
+                Err(TryRecvError::Empty) => return Ok(()),
             }
         }
     }
@@ -206,33 +266,50 @@ pub fn add_reader(
 
 enum Found {
     Phone,
-    Other(Vec<u8>),
+    Other,
 }
 
-/// One bounded InListPassiveTarget for ISO 14443-A at 106 kbps.
-fn poll_once(device: &mut Device) -> Result<Option<Found>, nfc1::Error> {
-    let modulation = Modulation {
+fn iso14443a_106() -> Modulation {
+    Modulation {
         modulation_type: ModulationType::Iso14443a,
         baud_rate: BaudRate::Baud106,
-    };
-    let target = device.initiator_select_passive_target(&modulation)?;
+    }
+}
+
+/// What a select or poll reported.
+fn found(target: nfc1::Target) -> Option<Found> {
     // nfc1 returns Ok with an all-zero target when nothing answered (libnfc returns 0
     // targets, not an error): a real target has a UID.
     match target.target_info {
         TargetInfo::Iso14443a(info) if info.uid_len > 0 => {
-            let uid = info.uid.get(..info.uid_len).unwrap_or(&info.uid).to_vec();
-            if info.sak & SAK_ISO14443_4 != 0 {
-                Ok(Some(Found::Phone))
+            Some(if info.sak & SAK_ISO14443_4 != 0 {
+                Found::Phone
             } else {
-                Ok(Some(Found::Other(uid)))
-            }
+                Found::Other
+            })
         }
-        _ => Ok(None),
+        _ => None,
     }
 }
 
-/// Opens and initialises a device as an initiator that selects once per call.
-fn open(connstring: &str) -> Result<(Context, Device), String> {
+/// InAutoPoll (PN532 UM §7.3.13) with PollNr FF: the chip polls on its own and answers
+/// when a target is activated; the host thread sleeps in libnfc meanwhile (timeout 0:
+/// until the answer, an abort or a link error). Blocking, hence on the device thread.
+fn wait_for_target(device: &mut Device) -> Result<Option<Found>, nfc1::Error> {
+    device
+        .initiator_poll_target(&[iso14443a_106()], POLL_FOREVER, POLL_PERIOD)
+        .map(found)
+}
+
+/// One bounded InListPassiveTarget for ISO 14443-A at 106 kbps (legacy host poll).
+fn poll_once(device: &mut Device) -> Result<Option<Found>, nfc1::Error> {
+    device
+        .initiator_select_passive_target(&iso14443a_106())
+        .map(found)
+}
+
+/// Opens and initialises a device as an initiator.
+fn open(connstring: &str, host_poll: bool) -> Result<(Context, Device), String> {
     let mut context = Context::new().map_err(|e| format!("libnfc init: {e}"))?;
     let mut device = context
         .open_with_connstring(connstring)
@@ -240,10 +317,12 @@ fn open(connstring: &str) -> Result<(Context, Device), String> {
     device
         .initiator_init()
         .map_err(|e| format!("initiator init: {e}"))?;
-    // Without this, InListPassiveTarget waits forever for a target: polls must be
-    // short so the thread can serve requests and stop.
-    device
-        .set_property_bool(Property::InfiniteSelect, false)
-        .map_err(|e| format!("setting single select: {e}"))?;
+    // The legacy poll needs bounded selects so the thread can serve requests and stop
+    // between them (InAutoPoll ignores this property).
+    if host_poll {
+        device
+            .set_property_bool(Property::InfiniteSelect, false)
+            .map_err(|e| format!("setting single select: {e}"))?;
+    }
     Ok((context, device))
 }

@@ -2,11 +2,14 @@
 //!
 //! Each device (`nfc.devices` / `--nfc CONNSTRING`, or what libnfc's non-intrusive USB
 //! scan finds once at start) is a contactless reader `nfc:<connstring>`. Its thread
-//! polls for ISO 14443-4A targets in short bounded steps, hands a tapped phone to the
-//! card worker (detection probes the phone profile), checks presence, serves
-//! `card.read`/`card.sign` between steps, and reports the device's state as
-//! `service.changed` (nfc, up/down, detail = connstring), reopening with backoff.
+//! lets the chip wait for an ISO 14443-4A target (no host-side polling: the host
+//! sleeps until the chip answers), hands a tapped phone to the card worker (detection
+//! probes the phone profile), checks presence only while a target is in the field,
+//! serves `card.read`/`card.sign` (a request ends the chip's wait through
+//! `nfc_abort_command`), and reports the device's state as `service.changed` (nfc,
+//! up/down, detail = connstring), reopening with backoff.
 
+mod abort;
 mod channel;
 mod device;
 pub mod doctor;
@@ -20,6 +23,7 @@ use std::time::Duration;
 pub use channel::{ATR, NfcChannel};
 pub use doctor::diagnose;
 
+use self::abort::Gate;
 use self::device::{DeviceTask, Msg};
 use super::Backend;
 use crate::bus::{Hub, ReaderHandle};
@@ -30,11 +34,17 @@ use crate::card::ReadContext;
 pub struct NfcOptions {
     /// libnfc connstrings (`pn532_uart:/dev/ttyUSB0`, …); empty = scan USB once at start.
     pub devices: Vec<String>,
-    /// Poll interval.
+    /// Poll interval of the legacy host poll (ignored unless `host_poll`).
     pub poll_interval: Duration,
+    /// Legacy mode: the host selects every `poll_interval` instead of letting the chip
+    /// wait. Not reachable from the configuration; kept for the benchmark's comparison.
+    pub host_poll: bool,
     /// Phone profile AID.
     pub apcv_aid: Vec<u8>,
 }
+
+/// The deprecated `nfc.poll_interval_ms` default; any other value gets one info log.
+const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(200);
 
 /// How many devices a USB scan reports at most.
 const SCAN_MAX: usize = 16;
@@ -55,6 +65,11 @@ pub fn spawn(hub: Arc<Hub>, opts: NfcOptions) -> Box<dyn Backend> {
     } else {
         opts.devices.clone()
     };
+    if !opts.host_poll && opts.poll_interval != DEFAULT_POLL_INTERVAL {
+        tracing::info!(
+            "nfc.poll_interval_ms is deprecated and ignored: the NFC chip waits for a tap itself"
+        );
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
     // Listed before any thread runs, so `status` names every configured device from
@@ -75,6 +90,7 @@ pub fn spawn(hub: Arc<Hub>, opts: NfcOptions) -> Box<dyn Backend> {
 
 struct Worker {
     tx: mpsc::Sender<Msg>,
+    gate: Arc<Gate>,
     thread: JoinHandle<()>,
 }
 
@@ -91,9 +107,12 @@ fn spawn_device(
     };
     let (tx, rx) = mpsc::channel();
     let (handle, mut requests) = ReaderHandle::channel();
-    // Bridge the hub's async request queue to the device thread, which waits on a
-    // std channel with a timeout between polls. Ends when the hub drops the reader.
+    let gate = Arc::new(Gate::default());
+    // Bridge the hub's async request queue to the device thread; the chip may be
+    // waiting for a target, so end that wait to have the request served now. Ends
+    // when the hub drops the reader.
     let bridge_tx = tx.clone();
+    let bridge_gate = gate.clone();
     std::thread::Builder::new()
         .name(format!("nfc-req {connstring}"))
         .spawn(move || {
@@ -101,6 +120,7 @@ fn spawn_device(
                 if bridge_tx.send(Msg::Request(req)).is_err() {
                     break;
                 }
+                bridge_gate.abort_wait();
             }
         })?;
     device::add_reader(hub, &ctx, connstring, handle);
@@ -108,6 +128,8 @@ fn spawn_device(
         hub: hub.clone(),
         connstring: connstring.to_string(),
         poll_interval: opts.poll_interval.max(Duration::from_millis(10)),
+        host_poll: opts.host_poll,
+        gate: gate.clone(),
         ctx,
         rx,
         stop,
@@ -115,7 +137,7 @@ fn spawn_device(
     let thread = std::thread::Builder::new()
         .name(format!("nfc {connstring}"))
         .spawn(move || task.run())?;
-    Ok(Worker { tx, thread })
+    Ok(Worker { tx, gate, thread })
 }
 
 struct NfcBackend {
@@ -132,6 +154,7 @@ impl Backend for NfcBackend {
         self.stop.store(true, Ordering::Relaxed);
         for w in &self.workers {
             let _ = w.tx.send(Msg::Stop);
+            w.gate.abort_wait();
         }
         for w in self.workers {
             if w.thread.join().is_err() {

@@ -1,0 +1,243 @@
+//! The chip waits for the tap (issue 12 item 5): real libnfc against the real PN532
+//! emulator, which holds the endless InAutoPoll until a tap and reports it as
+//! `waiting=true`. The legacy poll interval is set to a minute, so nothing here can be
+//! served by a host poll.
+
+mod nfc_support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use vitale_bridge::bus::{Hub, PcscStatus, ReaderRequest, Subscription};
+use vitale_bridge::card::phone::DEFAULT_AID;
+use vitale_bridge::error::Reason;
+use vitale_bridge::transport::Backend;
+use vitale_bridge::transport::nfc::{self, NfcOptions};
+
+use nfc_support::{Emulator, WAIT};
+
+/// The tests count threads of this process and share the pty namespace: one at a time.
+async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
+/// Far above any wait below: a host poll at this interval would fail every test.
+const NO_POLL: Duration = Duration::from_secs(60);
+
+struct Rig {
+    hub: Arc<Hub>,
+    sub: Subscription,
+    backend: Option<Box<dyn Backend>>,
+    reader: String,
+}
+
+impl Rig {
+    fn start(emulator: &Emulator) -> Rig {
+        let hub = Hub::new(PcscStatus::Disabled);
+        let sub = hub.subscribe(4096, false);
+        let backend = nfc::spawn(
+            hub.clone(),
+            NfcOptions {
+                devices: vec![emulator.connstring()],
+                poll_interval: NO_POLL,
+                host_poll: false,
+                apcv_aid: DEFAULT_AID.to_vec(),
+            },
+        );
+        Rig {
+            hub,
+            sub,
+            backend: Some(backend),
+            reader: format!("nfc:{}", emulator.connstring()),
+        }
+    }
+
+    async fn until(&mut self, ty: &str) -> (Value, Vec<Value>) {
+        let mut seen = Vec::new();
+        loop {
+            let n = tokio::time::timeout(WAIT, self.sub.rx.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no {ty} event; saw {seen:#?}"))
+                .expect("hub alive");
+            let v: Value = serde_json::from_str(&n.json).expect("json");
+            let ev = v["params"].clone();
+            if ev["type"] == ty {
+                return (ev, seen);
+            }
+            seen.push(ev);
+        }
+    }
+
+    /// Shuts the backend down off the async runtime; returns how long it took.
+    async fn shutdown(&mut self) -> Duration {
+        let backend = self.backend.take().expect("running");
+        let started = Instant::now();
+        tokio::time::timeout(
+            WAIT,
+            tokio::task::spawn_blocking(move || backend.shutdown()),
+        )
+        .await
+        .expect("shutdown in time")
+        .expect("shutdown did not panic");
+        started.elapsed()
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        if let Some(b) = self.backend.take() {
+            b.shutdown();
+        }
+    }
+}
+
+/// Descriptors this process has open.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .count()
+}
+
+/// Threads of this process whose name starts with `prefix` (names are cut at 15 bytes).
+fn threads_named(prefix: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .filter_map(|t| t.ok())
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .filter(|name| name.starts_with(prefix))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tap_is_read_while_the_chip_waits() {
+    let _serial = serial().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let emu = Emulator::start(dir.path(), &[]);
+    let mut rig = Rig::start(&emu);
+    rig.until("service.changed").await;
+    emu.until_waiting(true);
+
+    for _ in 0..3 {
+        let started = Instant::now();
+        emu.control("tap");
+        let (read, _) = rig.until("identity.read").await;
+        assert_eq!(read["data"]["source"], "apcv");
+        assert!(
+            started.elapsed() < NO_POLL / 4,
+            "tap read in {:?}",
+            started.elapsed()
+        );
+        emu.control("remove");
+        rig.until("card.removed").await;
+        // Back to the chip's wait, not to a poll.
+        emu.until_waiting(true);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_while_waiting_is_prompt_and_joins_the_thread() {
+    let _serial = serial().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let emu = Emulator::start(dir.path(), &[]);
+    let fds_before = open_fds();
+    let mut rig = Rig::start(&emu);
+    rig.until("service.changed").await;
+    emu.until_waiting(true);
+    assert_eq!(threads_named("nfc pn532"), 1);
+
+    let took = rig.shutdown().await;
+    assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
+    // The device thread is joined by shutdown; the chip's wait was cancelled.
+    assert_eq!(threads_named("nfc pn532"), 0);
+    emu.until_aborts(1);
+    assert!(!emu.waiting());
+    // libnfc's tty and abort pipe are closed with the device. (At most: the stdout
+    // reader of an earlier test's emulator may close its pipe meanwhile.)
+    let fds_after = open_fds();
+    assert!(
+        fds_after <= fds_before,
+        "{fds_before} fds before, {fds_after} after"
+    );
+    let (removed, _) = rig.until("reader.removed").await;
+    assert_eq!(removed["reader"], rig.reader.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_while_the_chip_waits_is_answered_then_the_wait_resumes() {
+    let _serial = serial().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let emu = Emulator::start(dir.path(), &[]);
+    let mut rig = Rig::start(&emu);
+    rig.until("service.changed").await;
+
+    // Through the hub, a reader without a phone is refused before its thread.
+    emu.until_waiting(true);
+    let err = tokio::time::timeout(WAIT, rig.hub.read_card(&rig.reader, true))
+        .await
+        .expect("answered")
+        .expect_err("no phone");
+    assert_eq!(err.reason, Reason::NoCard);
+
+    // Straight to the device thread, as when a phone leaves while a request is on
+    // its way: the chip's wait is aborted (the emulator sees the ACK), the request
+    // answered, and the wait resumes.
+    let (_, handle) = rig.hub.reader(&rig.reader).expect("reader");
+    let handle = handle.expect("card work handle");
+    for round in 1..=3 {
+        emu.until_waiting(true);
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        handle
+            .send(ReaderRequest::Read { reply })
+            .await
+            .expect("device thread alive");
+        let answer = tokio::time::timeout(WAIT, rx)
+            .await
+            .expect("card.read answered while the chip waits")
+            .expect("reply sent");
+        // The backend's answer for a request that finds no phone (the race it covers).
+        let err = answer.expect_err("no phone");
+        assert_eq!(err.reason, Reason::CardRemoved);
+        emu.until_aborts(round);
+    }
+
+    emu.until_waiting(true);
+    emu.control("tap");
+    rig.until("identity.read").await;
+    let identity = tokio::time::timeout(WAIT, rig.hub.read_card(&rig.reader, true))
+        .await
+        .expect("answered")
+        .expect("fresh read");
+    assert_eq!(identity.beneficiaries.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn device_unplugged_while_waiting_goes_down_then_up() {
+    let _serial = serial().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut emu = Emulator::start(dir.path(), &[]);
+    let mut rig = Rig::start(&emu);
+    let (up, _) = rig.until("service.changed").await;
+    assert_eq!(up["data"]["state"], "up");
+    emu.until_waiting(true);
+
+    // Like a USB-serial adapter pulled out while the chip waits.
+    emu.kill();
+    std::fs::remove_file(&emu.link).expect("remove link");
+    let (down, before) = rig.until("service.changed").await;
+    assert_eq!(down["data"]["state"], "down", "{down}");
+    assert_eq!(down["data"]["detail"], emu.connstring().as_str());
+    assert!(
+        before.iter().all(|e| e["type"] != "card.removed"),
+        "{before:#?}"
+    );
+
+    let emu = Emulator::start(dir.path(), &[]);
+    let (up, _) = rig.until("service.changed").await;
+    assert_eq!(up["data"]["state"], "up", "{up}");
+    emu.until_waiting(true);
+    emu.control("tap");
+    let (read, _) = rig.until("identity.read").await;
+    assert_eq!(read["data"]["source"], "apcv");
+}
