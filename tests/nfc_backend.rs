@@ -3,79 +3,20 @@
 
 mod nfc_support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde_json::Value;
-use vitale_bridge::bus::{Hub, PcscStatus, Subscription};
-use vitale_bridge::card::phone::DEFAULT_AID;
 use vitale_bridge::error::Reason;
-use vitale_bridge::transport::Backend;
-use vitale_bridge::transport::nfc::{self, NfcOptions};
 
-use nfc_support::{Emulator, WAIT, es256_verifies, expected_public_key};
-
-struct Rig {
-    hub: Arc<Hub>,
-    sub: Subscription,
-    backend: Option<Box<dyn Backend>>,
-    reader: String,
-}
-
-impl Rig {
-    fn start(emulator: &Emulator) -> Rig {
-        let hub = Hub::new(PcscStatus::Disabled);
-        let sub = hub.subscribe(4096, false);
-        let backend = nfc::spawn(
-            hub.clone(),
-            NfcOptions {
-                devices: vec![emulator.connstring()],
-                poll_interval: Duration::from_millis(50),
-                host_poll: false,
-                apcv_aid: DEFAULT_AID.to_vec(),
-            },
-        );
-        Rig {
-            hub,
-            sub,
-            backend: Some(backend),
-            reader: format!("nfc:{}", emulator.connstring()),
-        }
-    }
-
-    /// Events of any type until one of type `ty` (returned with those before it).
-    async fn until(&mut self, ty: &str) -> (Value, Vec<Value>) {
-        let mut seen = Vec::new();
-        loop {
-            let n = tokio::time::timeout(WAIT, self.sub.rx.recv())
-                .await
-                .unwrap_or_else(|_| panic!("no {ty} event; saw {seen:#?}"))
-                .expect("hub alive");
-            let v: Value = serde_json::from_str(&n.json).expect("json");
-            let ev = v["params"].clone();
-            if ev["type"] == ty {
-                return (ev, seen);
-            }
-            seen.push(ev);
-        }
-    }
-}
-
-impl Drop for Rig {
-    fn drop(&mut self) {
-        if let Some(b) = self.backend.take() {
-            b.shutdown();
-        }
-    }
-}
+use nfc_support::backend::Rig;
+use nfc_support::{Emulator, es256_verifies, expected_public_key};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tap_read_sign_refuse_remove() {
     let dir = tempfile::tempdir().expect("tempdir");
     let emu = Emulator::start(dir.path(), &[]);
-    let mut rig = Rig::start(&emu);
+    let mut rig = Rig::start(&emu, Duration::from_millis(50));
     let (added, _) = rig.until("reader.added").await;
     assert_eq!(added["reader"], rig.reader.as_str());
     assert_eq!(added["data"]["kind"], "nfc");
@@ -175,7 +116,7 @@ async fn tap_read_sign_refuse_remove() {
 async fn phone_pulled_at_every_apdu_then_next_tap_reads() {
     let dir = tempfile::tempdir().expect("tempdir");
     let emu = Emulator::start(dir.path(), &[]);
-    let mut rig = Rig::start(&emu);
+    let mut rig = Rig::start(&emu, Duration::from_millis(50));
     rig.until("service.changed").await;
 
     emu.control("tap");
@@ -211,7 +152,7 @@ async fn long_answers_chain_through_mi_frames() {
     // that libnfc reassembles.
     let dir = tempfile::tempdir().expect("tempdir");
     let emu = Emulator::start(dir.path(), &["--max-frame", "64", "--tapped"]);
-    let mut rig = Rig::start(&emu);
+    let mut rig = Rig::start(&emu, Duration::from_millis(50));
     let (read, _) = rig.until("identity.read").await;
     assert_eq!(read["data"]["beneficiaries"][1]["givenName"], "Noé");
     let challenge = [9u8; 32];
@@ -234,7 +175,7 @@ async fn long_answers_chain_through_mi_frames() {
 async fn emulator_killed_means_nfc_down_and_restart_means_up() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut emu = Emulator::start(dir.path(), &["--tapped"]);
-    let mut rig = Rig::start(&emu);
+    let mut rig = Rig::start(&emu, Duration::from_millis(50));
     rig.until("identity.read").await;
 
     // Like a USB-serial adapter pulled out: the process dies and its device node goes

@@ -5,16 +5,12 @@
 
 mod nfc_support;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use vitale_bridge::bus::{Hub, PcscStatus, ReaderRequest, Subscription};
-use vitale_bridge::card::phone::DEFAULT_AID;
+use vitale_bridge::bus::ReaderRequest;
 use vitale_bridge::error::Reason;
-use vitale_bridge::transport::Backend;
-use vitale_bridge::transport::nfc::{self, NfcOptions};
 
+use nfc_support::backend::Rig;
 use nfc_support::{Emulator, WAIT};
 
 /// The tests count threads of this process and share the pty namespace: one at a time.
@@ -25,73 +21,6 @@ async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
 
 /// Far above any wait below: a host poll at this interval would fail every test.
 const NO_POLL: Duration = Duration::from_secs(60);
-
-struct Rig {
-    hub: Arc<Hub>,
-    sub: Subscription,
-    backend: Option<Box<dyn Backend>>,
-    reader: String,
-}
-
-impl Rig {
-    fn start(emulator: &Emulator) -> Rig {
-        let hub = Hub::new(PcscStatus::Disabled);
-        let sub = hub.subscribe(4096, false);
-        let backend = nfc::spawn(
-            hub.clone(),
-            NfcOptions {
-                devices: vec![emulator.connstring()],
-                poll_interval: NO_POLL,
-                host_poll: false,
-                apcv_aid: DEFAULT_AID.to_vec(),
-            },
-        );
-        Rig {
-            hub,
-            sub,
-            backend: Some(backend),
-            reader: format!("nfc:{}", emulator.connstring()),
-        }
-    }
-
-    async fn until(&mut self, ty: &str) -> (Value, Vec<Value>) {
-        let mut seen = Vec::new();
-        loop {
-            let n = tokio::time::timeout(WAIT, self.sub.rx.recv())
-                .await
-                .unwrap_or_else(|_| panic!("no {ty} event; saw {seen:#?}"))
-                .expect("hub alive");
-            let v: Value = serde_json::from_str(&n.json).expect("json");
-            let ev = v["params"].clone();
-            if ev["type"] == ty {
-                return (ev, seen);
-            }
-            seen.push(ev);
-        }
-    }
-
-    /// Shuts the backend down off the async runtime; returns how long it took.
-    async fn shutdown(&mut self) -> Duration {
-        let backend = self.backend.take().expect("running");
-        let started = Instant::now();
-        tokio::time::timeout(
-            WAIT,
-            tokio::task::spawn_blocking(move || backend.shutdown()),
-        )
-        .await
-        .expect("shutdown in time")
-        .expect("shutdown did not panic");
-        started.elapsed()
-    }
-}
-
-impl Drop for Rig {
-    fn drop(&mut self) {
-        if let Some(b) = self.backend.take() {
-            b.shutdown();
-        }
-    }
-}
 
 /// Descriptors this process has open.
 fn open_fds() -> usize {
@@ -115,7 +44,7 @@ async fn a_tap_is_read_while_the_chip_waits() {
     let _serial = serial().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let emu = Emulator::start(dir.path(), &[]);
-    let mut rig = Rig::start(&emu);
+    let mut rig = Rig::start(&emu, NO_POLL);
     rig.until("service.changed").await;
     emu.until_waiting(true);
 
@@ -142,7 +71,7 @@ async fn shutdown_while_waiting_is_prompt_and_joins_the_thread() {
     let dir = tempfile::tempdir().expect("tempdir");
     let emu = Emulator::start(dir.path(), &[]);
     let fds_before = open_fds();
-    let mut rig = Rig::start(&emu);
+    let mut rig = Rig::start(&emu, NO_POLL);
     rig.until("service.changed").await;
     emu.until_waiting(true);
     assert_eq!(threads_named("nfc pn532"), 1);
@@ -169,7 +98,7 @@ async fn a_request_while_the_chip_waits_is_answered_then_the_wait_resumes() {
     let _serial = serial().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let emu = Emulator::start(dir.path(), &[]);
-    let mut rig = Rig::start(&emu);
+    let mut rig = Rig::start(&emu, NO_POLL);
     rig.until("service.changed").await;
 
     // Through the hub, a reader without a phone is refused before its thread.
@@ -217,7 +146,7 @@ async fn device_unplugged_while_waiting_goes_down_then_up() {
     let _serial = serial().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut emu = Emulator::start(dir.path(), &[]);
-    let mut rig = Rig::start(&emu);
+    let mut rig = Rig::start(&emu, NO_POLL);
     let (up, _) = rig.until("service.changed").await;
     assert_eq!(up["data"]["state"], "up");
     emu.until_waiting(true);

@@ -3,6 +3,8 @@
 //! independent ES256 check of origin-bound signatures.
 #![allow(dead_code)]
 
+pub mod backend;
+
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
