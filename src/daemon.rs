@@ -17,6 +17,9 @@ use crate::bus::{Hub, PcscStatus};
 use crate::config::Config;
 use crate::transport::{self, Backend};
 
+mod shutdown;
+pub use shutdown::shutdown_signal;
+
 /// Which readers the daemon serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -238,30 +241,4 @@ pub async fn run(
     // Joining backend threads blocks; keep it off the async workers.
     let _ = tokio::task::spawn_blocking(move || stop_backends(backends)).await;
     served.map_err(DaemonError::Server)
-}
-
-/// Resolves on the first SIGINT or SIGTERM. The handlers are installed when this is
-/// called, not when the future is first polled, so a signal that arrives right after
-/// the ready line is not lost.
-pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        Ok(async move {
-            let name = tokio::select! {
-                _ = term.recv() => "SIGTERM",
-                _ = int.recv() => "SIGINT",
-            };
-            tracing::info!(signal = name, "shutting down");
-        })
-    }
-    #[cfg(not(unix))]
-    {
-        Ok(async move {
-            let _ = tokio::signal::ctrl_c().await;
-            tracing::info!("shutting down");
-        })
-    }
 }

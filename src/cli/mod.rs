@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 normal stop, 2 bad usage or configuration, 1 any other failure.
 
+mod client;
 mod doctor;
 mod read;
 mod term;
@@ -75,6 +76,8 @@ pub enum Command {
     Read(read::ReadArgs),
     /// Diagnose the installation: pcscd, readers, NFC, port, configuration.
     Doctor,
+    /// Connect to a running daemon as a native client, send frames, print what it sends.
+    Client(client::ClientArgs),
     /// Simulators for integration tests and CI.
     #[command(subcommand)]
     Sim(SimCommand),
@@ -168,6 +171,7 @@ pub fn main() -> ExitCode {
         Command::Demo => serve(cfg, Mode::Demo),
         Command::Readers => read::readers(&cfg),
         Command::Read(args) => read::run(&cfg, &args),
+        Command::Client(args) => client::run(&cfg, &args),
         Command::Doctor | Command::Sim(_) => ExitCode::SUCCESS,
     }
 }
