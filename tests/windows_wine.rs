@@ -535,6 +535,28 @@ fn windows_under_wine_pcsc_daemon_matches_linux_through_pcscd_loss() {
     let sub: Value = serde_json::from_str(&sub).expect("subscribe JSON");
     assert_eq!(sub["result"]["snapshot"]["readers"], json!([]), "{sub}");
 
+    // doctor, the service stopped (as SCardSvr is with no reader attached): a FAIL
+    // in Windows terms, and the Windows configuration paths.
+    let doctor = |ns: &Namespace| {
+        let mut c = ns.windows();
+        c.args(["doctor", "--no-nfc", "--listen", "127.0.0.1:0"]);
+        c
+    };
+    let (status, report) = ns.run(doctor(&ns));
+    assert!(
+        !status.success(),
+        "doctor with the service down must fail:\n{report}"
+    );
+    assert!(
+        report.contains("FAIL the Smart Card service (SCardSvr) is not running"),
+        "{report}"
+    );
+    assert!(report.contains("sc start SCardSvr"), "{report}");
+    assert!(
+        report.contains(r"C:\ProgramData\vitale-bridge\config.toml"),
+        "doctor names the machine-wide file:\n{report}"
+    );
+
     ns.start_pcscd();
     let up = client.next_event("service.changed", None);
     assert_eq!(
@@ -556,6 +578,13 @@ fn windows_under_wine_pcsc_daemon_matches_linux_through_pcscd_loss() {
     assert!(w.0.success() && l.0.success(), "readers: {w:?} {l:?}");
     assert_eq!(w.1, l.1, "`readers` output, Windows vs Linux");
     assert!(l.1.contains(SLOT0), "{}", l.1);
+    let (status, report) = ns.run(doctor(&ns));
+    assert!(status.success(), "doctor with the service up:\n{report}");
+    assert!(
+        report.contains("OK   the Smart Card service (SCardSvr) is reachable"),
+        "{report}"
+    );
+    assert!(report.contains("OK   2 PC/SC reader(s)"), "{report}");
 
     // A card: detected and read through WinSCard → the bridge → pcscd.
     let mut card = ns.insert_card("card");

@@ -93,6 +93,8 @@ fn line(c: &Check, colour: bool) -> String {
     s
 }
 
+/// The files read, and where this OS's machine-wide and per-user files would be
+/// (`%ProgramData%` and `%APPDATA%` on Windows, /etc and ~/.config on Linux).
 fn files(sources: &Sources) -> String {
     let mut read = Vec::new();
     for p in [Some(&sources.system), sources.user.as_ref()]
@@ -104,12 +106,22 @@ fn files(sources: &Sources) -> String {
             read.push(p.display().to_string());
         }
     }
+    let mut looked = vec![sources.system.display().to_string()];
+    looked.extend(sources.user.as_ref().map(|u| u.display().to_string()));
+    let looked = looked.join(", ");
     if read.is_empty() {
-        "built-in defaults, no config file".into()
+        format!("built-in defaults, no config file; looked for {looked}")
     } else {
-        format!("files: {}", read.join(", "))
+        format!("files: {}; looked for {looked}", read.join(", "))
     }
 }
+
+/// How to find the program holding a port, in this OS's terms.
+const PORT_OWNER_FIX: &str = if cfg!(windows) {
+    "find it: `netstat -ano | findstr :%PORT%` gives its PID, `tasklist /FI \"PID eq <PID>\"` its name; stop it, or choose another port: listen = \"127.0.0.1:PORT\" or --listen"
+} else {
+    "find it: `ss -ltnp 'sport = :%PORT%'`; stop it, or choose another port: listen = \"127.0.0.1:PORT\" or --listen"
+};
 
 /// Checks on the configuration's content.
 fn config_checks(cfg: &Config) -> Vec<Check> {
@@ -154,7 +166,7 @@ fn port_check(cfg: &Config) -> Check {
             } else {
                 fail(
                     format!("port {port} on 127.0.0.1 is used by another program"),
-                    "stop that program, or choose another port: listen = \"127.0.0.1:PORT\" or --listen",
+                    &PORT_OWNER_FIX.replace("%PORT%", &port.to_string()),
                 )
             }
         }

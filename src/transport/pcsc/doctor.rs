@@ -1,11 +1,13 @@
-//! `vitale-bridge doctor` checks for PC/SC: pcscd installed and running, readers
-//! present, access allowed (polkit), no reader held exclusively — each with its fix.
+//! `vitale-bridge doctor` checks for PC/SC: the service installed (Linux) and
+//! running, readers present, access allowed (polkit), no reader held exclusively —
+//! each with its fix in the OS's own terms ([`super::platform`]).
 
 use std::path::Path;
 use std::time::Duration;
 
 use pcsc::{Context, ReaderState, Scope, State};
 
+use super::platform::WORDING;
 use crate::transport::{Check, CheckStatus};
 
 /// Where pcsc-lite's daemon listens on Linux.
@@ -54,17 +56,28 @@ pub fn checks() -> Vec<Check> {
                     format!("pcscd runs but refused this user ({e}): probably a polkit denial"),
                     Some("allow org.debian.pcsc-lite.access_pcsc and access_card for this user (a polkit rule in /etc/polkit-1/rules.d/), or run the daemon in the user's graphical session"),
                 )
+            } else if matches!(e, pcsc::Error::NoService | pcsc::Error::ServiceStopped) {
+                // Windows stops SCardSvr while no reader is attached: `run` waits for it.
+                check(
+                    CheckStatus::Fail,
+                    format!("{} is not running ({e})", WORDING.service),
+                    Some(WORDING.start_fix),
+                )
             } else {
                 check(
                     CheckStatus::Fail,
                     format!("PC/SC service unavailable: {e}"),
-                    Some("start the smart card service (Windows: SCardSvr; Linux: pcscd)"),
+                    Some(WORDING.start_fix),
                 )
             });
             return out;
         }
     };
-    out.push(check(CheckStatus::Ok, "pcscd is reachable", None));
+    out.push(check(
+        CheckStatus::Ok,
+        format!("{} is reachable", WORDING.service),
+        None,
+    ));
     let names = match ctx.list_readers_owned() {
         Ok(n) => n,
         Err(pcsc::Error::NoReadersAvailable) => Vec::new(),
@@ -72,7 +85,7 @@ pub fn checks() -> Vec<Check> {
             out.push(check(
                 CheckStatus::Fail,
                 format!("listing readers failed: {e}"),
-                Some("restart pcscd and check its log (pcscd --foreground --debug)"),
+                Some(WORDING.list_failed_fix),
             ));
             return out;
         }
@@ -81,7 +94,7 @@ pub fn checks() -> Vec<Check> {
         out.push(check(
             CheckStatus::Warn,
             "no PC/SC reader found",
-            Some("plug the reader in; check `pcsc_scan`; USB readers need the CCID driver (apt-get install libccid)"),
+            Some(WORDING.no_reader_fix),
         ));
         return out;
     }

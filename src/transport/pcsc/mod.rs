@@ -12,11 +12,14 @@
 //! PnP pseudo-reader (the monitor re-lists every 3 s there, and wherever pcscd answers
 //! `UNKNOWN` for it); Windows reader names carry no slot suffix and its error codes for
 //! a stopped service are `SCARD_E_NO_SERVICE`/`SCARD_E_SERVICE_STOPPED`, both treated as
-//! a service loss; `doctor`'s pcscd checks are Linux-only.
+//! a service loss (SCardSvr stops with the last reader: the monitor's bounded backoff
+//! waits for it). [`platform`] holds each OS's words for the service and its fixes.
+//! Windows is tested under Wine through a bridge to pcsc-lite (tests/windows_wine.rs).
 
 pub mod channel;
 pub mod doctor;
 pub mod monitor;
+pub mod platform;
 pub mod reader;
 
 use std::sync::Arc;

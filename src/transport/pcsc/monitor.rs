@@ -4,6 +4,10 @@
 //! No polling: the call blocks until pcscd reports a change, `Context::cancel` wakes
 //! it for shutdown, and a long timeout re-lists readers where PnP is unsupported.
 //!
+//! On Windows the Smart Card service (SCardSvr) stops with the last reader and
+//! starts with the next one: the same path, `SCARD_E_SERVICE_STOPPED` then
+//! `SCARD_E_NO_SERVICE` until a reader arrives, waited for with the same backoff.
+//!
 //! pcscd lost (killed, stopped): the old context never recovers (it answers
 //! `NoService` forever), so the monitor reports `service.changed` down, removes the
 //! readers, and establishes a new context with backoff (250 ms, doubling, capped at
@@ -19,6 +23,7 @@ use pcsc::{Context, ReaderState, Scope, State};
 
 use super::PcscOptions;
 use super::channel::is_contactless_name;
+use super::platform::WORDING;
 use super::reader::{Presence, Worker};
 use crate::bus::{Hub, ReaderHandle, ReaderKind, Service, ServiceState, Update};
 use crate::card::ReadContext;
@@ -96,7 +101,11 @@ pub fn run(hub: Arc<Hub>, opts: PcscOptions, shared: Arc<Shared>) {
             Err(e) => {
                 if !down_reported {
                     tracing::warn!(error = %e, "PC/SC service unavailable; retrying");
-                    publish_service(&hub, ServiceState::Down, format!("pcscd unavailable: {e}"));
+                    publish_service(
+                        &hub,
+                        ServiceState::Down,
+                        format!("{} unavailable: {e}", WORDING.service),
+                    );
                     down_reported = true;
                 }
                 if shared.sleep(backoff) {
@@ -170,7 +179,11 @@ fn watch(
         Ok(_) | Err(pcsc::Error::NoReadersAvailable) => {}
         Err(e) => return End::Lost(format!("listing readers failed: {e}")),
     }
-    publish_service(hub, ServiceState::Up, "pcscd reachable".into());
+    publish_service(
+        hub,
+        ServiceState::Up,
+        format!("{} reachable", WORDING.service),
+    );
     *backoff = BACKOFF_FIRST;
     if let Err(e) = relist(hub, opts, ctx, readers, &mut states) {
         return End::Lost(format!("listing readers failed: {e}"));
@@ -199,7 +212,7 @@ fn watch(
                 continue;
             }
             Err(e) if is_service_loss(e) || ctx.is_valid().is_err() => {
-                return End::Lost(format!("pcscd lost: {e}"));
+                return End::Lost(format!("{} lost: {e}", WORDING.service));
             }
             Err(e) => {
                 // Unexpected but not fatal: do not spin on it.
