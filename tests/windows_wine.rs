@@ -654,6 +654,52 @@ fn windows_under_wine_pcsc_daemon_matches_linux_through_pcscd_loss() {
     );
 }
 
+#[test]
+#[ignore = "needs the Windows build under Wine: scripts/build-windows e2e, then --ignored (scripts/test does both)"]
+fn windows_under_wine_autostart_writes_and_removes_the_logon_entry() {
+    let ns = Namespace::start();
+    let query = |ns: &Namespace| {
+        let mut c = ns.command(WINE);
+        c.args([
+            "reg",
+            "query",
+            r"HKCU\Software\Microsoft\Windows\CurrentVersion\Run",
+            "/v",
+            "vitale-bridge",
+        ]);
+        ns.run(c)
+    };
+    let autostart = |ns: &Namespace, what: &str| {
+        let mut c = ns.windows();
+        c.args(["autostart", what]);
+        ns.run(c)
+    };
+    let (status, out) = autostart(&ns, "enable");
+    assert!(status.success(), "autostart enable: {out}");
+    let (status, value) = query(&ns);
+    assert!(status.success(), "no Run value after enable: {value}");
+    assert!(value.contains("REG_SZ"), "{value}");
+    assert!(
+        value.contains(r#"start "vitale-bridge" /min "Z:\"#)
+            && value.contains(r#"vitale-bridge.exe" run"#),
+        "the Run value starts this exe minimised: {value}"
+    );
+    let (status, out) = autostart(&ns, "status");
+    assert!(
+        status.success() && out.starts_with("enabled: cmd.exe"),
+        "{out}"
+    );
+    let (status, out) = autostart(&ns, "disable");
+    assert!(
+        status.success() && out.contains("autostart disabled"),
+        "{out}"
+    );
+    let (status, value) = query(&ns);
+    assert!(!status.success(), "the Run value is still there: {value}");
+    let (status, out) = autostart(&ns, "status");
+    assert!(status.success() && out.trim() == "disabled", "{out}");
+}
+
 /// One connection attempt with `args` (after `--url`), its output as lines.
 fn attempt(ns: &Namespace, mut cmd: Command, port: u16, args: &[String]) -> Vec<String> {
     cmd.args(["client", "--url", &url(port), "--timeout", "60"])

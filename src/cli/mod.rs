@@ -2,6 +2,8 @@
 //!
 //! Exit codes: 0 normal stop, 2 bad usage or configuration, 1 any other failure.
 
+#[cfg(windows)]
+mod autostart;
 mod client;
 mod doctor;
 mod read;
@@ -78,6 +80,10 @@ pub enum Command {
     Doctor,
     /// Connect to a running daemon as a native client, send frames, print what it sends.
     Client(client::ClientArgs),
+    /// Start the daemon at this user's logon (Windows; on Linux: systemctl --user).
+    #[cfg(windows)]
+    #[command(subcommand)]
+    Autostart(autostart::AutostartCommand),
     /// Simulators for integration tests and CI.
     #[command(subcommand)]
     Sim(SimCommand),
@@ -141,6 +147,10 @@ pub fn main() -> ExitCode {
     };
     let command = cli.command.unwrap_or(Command::Run);
 
+    #[cfg(windows)]
+    if let Command::Autostart(cmd) = command {
+        return autostart::run(cmd);
+    }
     // The simulators have their own options and no daemon configuration.
     if let Command::Sim(sim) = command {
         init_logging(cli.common.log_level.as_deref().unwrap_or("info"));
@@ -173,6 +183,8 @@ pub fn main() -> ExitCode {
         Command::Read(args) => read::run(&cfg, &args),
         Command::Client(args) => client::run(&cfg, &args),
         Command::Doctor | Command::Sim(_) => ExitCode::SUCCESS,
+        #[cfg(windows)]
+        Command::Autostart(_) => ExitCode::SUCCESS,
     }
 }
 
