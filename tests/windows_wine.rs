@@ -700,6 +700,198 @@ fn windows_under_wine_autostart_writes_and_removes_the_logon_entry() {
     assert!(status.success() && out.trim() == "disabled", "{out}");
 }
 
+/// A Wine prefix of its own, for the installer; its wineserver and files go on drop.
+struct ThrowawayPrefix {
+    dir: tempfile::TempDir,
+}
+
+impl ThrowawayPrefix {
+    fn new() -> ThrowawayPrefix {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let made = Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/wine-prefix"))
+            .arg(dir.path())
+            .status()
+            .expect("scripts/wine-prefix");
+        assert!(
+            made.success(),
+            "scripts/wine-prefix {} failed",
+            dir.path().display()
+        );
+        ThrowawayPrefix { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn c(&self, windows_path: &str) -> PathBuf {
+        self.path().join("drive_c").join(windows_path)
+    }
+}
+
+impl Drop for ThrowawayPrefix {
+    fn drop(&mut self) {
+        let _ = Command::new("/usr/lib/wine/wineserver")
+            .arg("-k")
+            .env("WINEPREFIX", self.path())
+            .status();
+        let _ = Command::new("/usr/lib/wine/wineserver")
+            .arg("-w")
+            .env("WINEPREFIX", self.path())
+            .status();
+    }
+}
+
+#[test]
+#[ignore = "needs the Windows build under Wine: scripts/build-windows e2e, then --ignored (scripts/test does both)"]
+fn windows_under_wine_msi_installs_upgrades_and_uninstalls_keeping_the_config() {
+    let ns = Namespace::start();
+    let version = env!("CARGO_PKG_VERSION");
+    let msi = ns
+        .parts
+        .exe
+        .parent()
+        .and_then(Path::parent)
+        .and_then(Path::parent)
+        .expect("target/windows")
+        .join(format!("vitale-bridge-{version}-x86_64.msi"));
+    assert!(
+        msi.exists(),
+        "the MSI is missing at {}: {HINT}",
+        msi.display()
+    );
+    // The next patch version, from the same exe: an upgrade.
+    let mut parts: Vec<u64> = version
+        .split(['-', '+'])
+        .next()
+        .expect("version")
+        .split('.')
+        .map(|p| p.parse().expect("numeric version"))
+        .collect();
+    parts[2] += 1;
+    let next = parts
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(".");
+    let upgrade = ns.dir.path().join("upgrade.msi");
+    let built = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/windows-msi"))
+        .arg(&ns.parts.exe)
+        .arg(&next)
+        .arg(&upgrade)
+        .status()
+        .expect("scripts/windows-msi");
+    assert!(built.success(), "building the {next} MSI failed");
+
+    let prefix = ThrowawayPrefix::new();
+    let wine = |args: &[&std::ffi::OsStr]| {
+        let mut c = ns.command(WINE);
+        c.env("WINEPREFIX", prefix.path()).args(args);
+        ns.run(c)
+    };
+    let msiexec = |what: &str, file: &Path| {
+        let (status, out) = wine(&[
+            "msiexec".as_ref(),
+            what.as_ref(),
+            file.as_os_str(),
+            "/qn".as_ref(),
+        ]);
+        assert!(
+            status.success(),
+            "msiexec {what} {}: {status} {out}",
+            file.display()
+        );
+    };
+    let exe = prefix.c("Program Files/vitale-bridge/vitale-bridge.exe");
+    let config = prefix.c("ProgramData/vitale-bridge/config.toml");
+    let run_value = |wine: &dyn Fn(&[&std::ffi::OsStr]) -> (ExitStatus, String)| {
+        wine(&[
+            "reg".as_ref(),
+            "query".as_ref(),
+            r"HKLM\Software\Microsoft\Windows\CurrentVersion\Run".as_ref(),
+            "/v".as_ref(),
+            "vitale-bridge".as_ref(),
+        ])
+    };
+
+    msiexec("/i", &msi);
+    assert!(exe.exists(), "no {}", exe.display());
+    let shipped = std::fs::read_to_string(&config).expect("the default config is installed");
+    assert_eq!(
+        shipped,
+        std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/config.toml")
+        )
+        .expect("packaging/config.toml")
+    );
+    let (status, value) = run_value(&wine);
+    assert!(status.success(), "no logon entry: {value}");
+    assert!(
+        value.contains(r#"/min "C:\Program Files\vitale-bridge\vitale-bridge.exe" run"#),
+        "{value}"
+    );
+
+    // The installed exe serves /health.
+    let mut daemon = {
+        let mut c = ns.command(WINE);
+        c.env("WINEPREFIX", prefix.path())
+            .arg(r"C:\Program Files\vitale-bridge\vitale-bridge.exe")
+            .args(["demo", "--listen", "127.0.0.1:0"]);
+        ns.spawn("installed", c)
+    };
+    let port = ready_port(&mut daemon);
+    let mut curl = ns.command("curl");
+    curl.args(["-fsS", &format!("http://127.0.0.1:{port}/health")]);
+    let (status, health) = ns.run(curl);
+    assert!(
+        status.success(),
+        "GET /health of the installed exe: {status}"
+    );
+    let health: Value = serde_json::from_str(&health).expect("health JSON");
+    assert_eq!(
+        (health["status"].as_str(), health["version"].as_str()),
+        (Some("ok"), Some(version))
+    );
+    assert!(daemon.interrupt().success(), "{}", daemon.stderr());
+
+    // The admin edits the config; an upgrade keeps the edit.
+    let edited = format!("{shipped}\n# edited by the admin\n");
+    std::fs::write(&config, &edited).expect("edit config");
+    msiexec("/i", &upgrade);
+    assert!(exe.exists(), "the upgrade removed the exe");
+    assert_eq!(
+        std::fs::read_to_string(&config).expect("config"),
+        edited,
+        "the upgrade changed the config"
+    );
+    // One product left: the upgrade replaced the old one (uninstalling the old MSI's
+    // product code is now a no-op, the new one still installed).
+    let (status, _) = wine(&[
+        "msiexec".as_ref(),
+        "/x".as_ref(),
+        msi.as_os_str(),
+        "/qn".as_ref(),
+    ]);
+    let _ = status;
+    assert!(
+        exe.exists(),
+        "the old product's uninstall removed the upgraded exe"
+    );
+
+    // Uninstall: the program and its logon entry go, the configuration stays.
+    msiexec("/x", &upgrade);
+    assert!(!exe.exists(), "uninstall left {}", exe.display());
+    let (status, value) = run_value(&wine);
+    assert!(!status.success(), "uninstall left the logon entry: {value}");
+    assert_eq!(
+        std::fs::read_to_string(&config).expect("config kept"),
+        edited,
+        "uninstall touched the config"
+    );
+}
+
 /// One connection attempt with `args` (after `--url`), its output as lines.
 fn attempt(ns: &Namespace, mut cmd: Command, port: u16, args: &[String]) -> Vec<String> {
     cmd.args(["client", "--url", &url(port), "--timeout", "60"])
