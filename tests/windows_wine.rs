@@ -700,6 +700,97 @@ fn windows_under_wine_autostart_writes_and_removes_the_logon_entry() {
     assert!(status.success() && out.trim() == "disabled", "{out}");
 }
 
+/// Removes the service again, whatever the test's outcome (the prefix is shared).
+struct InstalledService<'a>(&'a Namespace);
+
+impl Drop for InstalledService<'_> {
+    fn drop(&mut self) {
+        let mut c = self.0.windows();
+        c.args(["service", "uninstall"]);
+        let _ = self.0.run(c);
+    }
+}
+
+#[test]
+#[ignore = "needs the Windows build under Wine: scripts/build-windows e2e, then --ignored (scripts/test does both)"]
+fn windows_under_wine_service_installs_serves_stops_and_logs_to_a_file() {
+    let ns = Namespace::start();
+    let wine = |args: &[&str]| {
+        let mut c = ns.command(WINE);
+        c.args(args);
+        ns.run(c)
+    };
+    let mut install = ns.windows();
+    install.args(["service", "install", "--account", r".\root"]);
+    // The password, on stdin.
+    install.stdin(std::fs::File::open("/dev/null").expect("/dev/null"));
+    let (status, out) = ns.run(install);
+    assert!(status.success(), "service install: {out}");
+    let _installed = InstalledService(&ns);
+    // What the service manager stored (Wine's sc has no `qc`: its registry).
+    let (status, query) = wine(&[
+        "reg",
+        "query",
+        r"HKLM\System\CurrentControlSet\Services\vitale-bridge",
+    ]);
+    assert!(status.success(), "{query}");
+    // (windows-service quotes the path when it has spaces, as under Program Files.)
+    assert!(
+        query.contains(r"vitale-bridge.exe service run"),
+        "ImagePath: {query}"
+    );
+    assert!(
+        query.contains("Start    REG_DWORD    0x2"),
+        "automatic start: {query}"
+    );
+    assert!(
+        query.contains(r"ObjectName    REG_SZ    .\root"),
+        "the account: {query}"
+    );
+    let (status, out) = wine(&["net", "start", "vitale-bridge"]);
+    assert!(status.success(), "net start: {out}");
+    // The service listens on the configured port (the default: this namespace's own).
+    let deadline = Instant::now() + WAIT;
+    let health = loop {
+        let mut curl = ns.command("curl");
+        curl.args(["-fsS", "http://127.0.0.1:24880/health"]);
+        let (status, body) = ns.run(curl);
+        if status.success() {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the service never answered /health"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let health: Value = serde_json::from_str(&health).expect("health JSON");
+    assert_eq!(health["status"], "ok");
+
+    let (status, out) = wine(&["net", "stop", "vitale-bridge"]);
+    assert!(status.success(), "net stop: {out}");
+    // The service's %ProgramData%: Wine 8.0 gives services C:\users\Public there.
+    let log = ["ProgramData", "users/Public"]
+        .iter()
+        .map(|d| {
+            ns.parts
+                .prefix
+                .join("drive_c")
+                .join(d)
+                .join("vitale-bridge/logs/vitale-bridge.log")
+        })
+        .find(|p| p.exists())
+        .expect("the service's log file under %ProgramData%\\vitale-bridge\\logs");
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(text.contains("service starting"), "{text}");
+    assert!(
+        text.contains("SERVICE_CONTROL_STOP"),
+        "a graceful stop: {text}"
+    );
+    assert!(text.contains("websocket server stopped"), "{text}");
+    let _ = std::fs::remove_dir_all(log.parent().and_then(Path::parent).expect("dir"));
+}
+
 /// A Wine prefix of its own, for the installer; its wineserver and files go on drop.
 struct ThrowawayPrefix {
     dir: tempfile::TempDir,

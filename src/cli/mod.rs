@@ -7,6 +7,8 @@ mod autostart;
 mod client;
 mod doctor;
 mod read;
+#[cfg(windows)]
+mod service;
 mod term;
 
 use std::path::PathBuf;
@@ -84,6 +86,10 @@ pub enum Command {
     #[cfg(windows)]
     #[command(subcommand)]
     Autostart(autostart::AutostartCommand),
+    /// The daemon as a Windows service, for single-account kiosks.
+    #[cfg(windows)]
+    #[command(subcommand)]
+    Service(service::ServiceCommand),
     /// Simulators for integration tests and CI.
     #[command(subcommand)]
     Sim(SimCommand),
@@ -151,6 +157,10 @@ pub fn main() -> ExitCode {
     if let Command::Autostart(cmd) = command {
         return autostart::run(cmd);
     }
+    #[cfg(windows)]
+    if let Command::Service(cmd) = command {
+        return service::run(cmd);
+    }
     // The simulators have their own options and no daemon configuration.
     if let Command::Sim(sim) = command {
         init_logging(cli.common.log_level.as_deref().unwrap_or("info"));
@@ -184,7 +194,7 @@ pub fn main() -> ExitCode {
         Command::Client(args) => client::run(&cfg, &args),
         Command::Doctor | Command::Sim(_) => ExitCode::SUCCESS,
         #[cfg(windows)]
-        Command::Autostart(_) => ExitCode::SUCCESS,
+        Command::Autostart(_) | Command::Service(_) => ExitCode::SUCCESS,
     }
 }
 
