@@ -290,18 +290,24 @@ impl Namespace {
         (status, out)
     }
 
-    /// Inserts the family card into slot 0 (the Linux `sim vpcd`), once it connected.
-    fn insert_card(&self, name: &str) -> Proc {
+    /// Inserts the family card into slot 0 (the Linux `sim vpcd`), once it
+    /// connected; with the time it did (Unix milliseconds, from the sim's line).
+    fn insert_card(&self, name: &str) -> (Proc, i128) {
         let mut cmd = self.linux();
         cmd.args(["sim", "vpcd", "--card"])
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/family.toml"))
             .args(["--port", &VPCD_PORT.to_string()]);
         let mut sim = self.spawn(name, cmd);
-        sim.next_line(
+        let line = sim.next_line(
             |l| l.starts_with("card connected"),
             "the card connecting to vpcd",
         );
-        sim
+        let at: f64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|t| t.parse().ok())
+            .expect("the sim's connection time");
+        (sim, (at * 1000.0) as i128)
     }
 }
 
@@ -587,12 +593,13 @@ fn windows_under_wine_pcsc_daemon_matches_linux_through_pcscd_loss() {
     assert!(report.contains("OK   2 PC/SC reader(s)"), "{report}");
 
     // A card: detected and read through WinSCard → the bridge → pcscd.
-    let mut card = ns.insert_card("card");
+    let (mut card, connected_ms) = ns.insert_card("card");
     let inserted = client.next_event("card.inserted", Some(SLOT0));
     let identity = client.next_event("identity.read", Some(SLOT0));
     eprintln!(
-        "figure: card.inserted → identity.read {} ms (event times, Windows daemon under Wine)",
-        timestamp_ms(&identity) - timestamp_ms(&inserted)
+        "figure: card in vpcd → card.inserted {} ms, → identity.read {} ms (Windows daemon under Wine, through the bridge)",
+        timestamp_ms(&inserted) - connected_ms,
+        timestamp_ms(&identity) - connected_ms
     );
 
     // `read --json`: byte for byte the Linux build's, and field by field the daemon's.
