@@ -2,7 +2,7 @@
 //! reason is in the catalogue with its retriability, every event type and method is
 //! in the protocol reference, every metric is in the metrics reference.
 
-use vitale_bridge::error::Reason;
+use vitale_bridge::protocol::Reason;
 
 fn doc(name: &str) -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

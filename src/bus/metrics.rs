@@ -10,9 +10,9 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::event::ReaderKind;
 use crate::card::CardType;
-use crate::error::Reason;
+use crate::protocol::Reason;
+use crate::protocol::event::ReaderKind;
 
 /// Upper bounds (seconds) of the read-duration histogram buckets; `+Inf` is implied.
 /// A Carte Vitale read takes tens to hundreds of milliseconds, a slow phone seconds.

@@ -19,7 +19,6 @@ pub mod methods;
 pub mod owner;
 pub mod pending;
 mod router;
-pub mod rpc;
 mod session;
 pub mod silent;
 pub mod users;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::card::{CardType, Identity};
-use crate::error::Reason;
+use crate::protocol::Reason;
 
 /// How a reader is attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
