@@ -16,6 +16,7 @@ pub mod handshake;
 pub mod http;
 pub mod limits;
 pub mod methods;
+pub mod metrics;
 pub mod owner;
 pub mod pending;
 mod router;
