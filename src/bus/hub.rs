@@ -17,10 +17,12 @@ use tokio::sync::mpsc;
 use super::metrics::{self, Metrics};
 use super::scope::{ScopedIdentity, Scopes, View};
 use crate::protocol::WipedJson;
+use crate::protocol::event::REDACTED;
 use crate::protocol::event::{
     Card, Empty, Event, EventKind, IdentityFailure, Inserted, Progress, Reader, ReaderState,
     Service, ServiceChange, ServiceState, now_rfc3339,
 };
+use crate::protocol::rpc::EventNotification;
 use crate::transport::{EventSink, ReaderHandle, Update};
 
 /// One serialized `event` notification, shared by every subscriber of a view.
@@ -138,28 +140,6 @@ impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hub").finish_non_exhaustive()
     }
-}
-
-#[derive(Serialize)]
-struct NotificationBody<'a, P: Serialize> {
-    jsonrpc: &'static str,
-    method: &'static str,
-    params: &'a P,
-}
-
-#[derive(Serialize)]
-struct RedactedEvent<'a> {
-    seq: u64,
-    time: &'a str,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    data: Redacted,
-    reader: &'a Option<String>,
-}
-
-#[derive(Serialize)]
-struct Redacted {
-    redacted: bool,
 }
 
 impl Hub {
@@ -626,28 +606,13 @@ impl<'a> Views<'a> {
         let event = self.event;
         self.redacted
             .get_or_insert_with(|| {
-                let body = RedactedEvent {
-                    seq: event.seq,
-                    time: &event.time,
-                    kind: event.kind.type_name(),
-                    data: Redacted { redacted: true },
-                    reader: &event.reader,
-                };
-                encode_or_placeholder(&NotificationBody {
-                    jsonrpc: "2.0",
-                    method: "event",
-                    params: &body,
-                })
+                encode_or_placeholder(&EventNotification::new(&event.with_data(REDACTED)))
             })
             .clone()
     }
 
     fn encode_full(&mut self) -> WipedJson {
-        match WipedJson::encode(&NotificationBody {
-            jsonrpc: "2.0",
-            method: "event",
-            params: self.event,
-        }) {
+        match WipedJson::encode(&EventNotification::new(self.event)) {
             Ok(s) => s,
             // Never expected; the event still goes out, without its data, so no
             // subscriber sees a gap in `seq`.
@@ -662,18 +627,8 @@ impl<'a> Views<'a> {
         let EventKind::IdentityRead(identity) = &self.event.kind else {
             return self.encode_full();
         };
-        let body = ScopedEvent {
-            seq: self.event.seq,
-            time: &self.event.time,
-            kind: self.event.kind.type_name(),
-            data: ScopedIdentity(identity, scopes),
-            reader: &self.event.reader,
-        };
-        match WipedJson::encode(&NotificationBody {
-            jsonrpc: "2.0",
-            method: "event",
-            params: &body,
-        }) {
+        let scoped = self.event.with_data(ScopedIdentity(identity, scopes));
+        match WipedJson::encode(&EventNotification::new(&scoped)) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "event serialization failed; sending it redacted");
@@ -681,16 +636,6 @@ impl<'a> Views<'a> {
             }
         }
     }
-}
-
-#[derive(Serialize)]
-struct ScopedEvent<'a> {
-    seq: u64,
-    time: &'a str,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    data: ScopedIdentity<'a>,
-    reader: &'a Option<String>,
 }
 
 /// The redacted form is numbers and fixed strings; it cannot fail, but a fixed text

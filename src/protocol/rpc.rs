@@ -189,6 +189,26 @@ struct Failure<'a> {
     error: &'a RpcError,
 }
 
+/// An `event` notification (product.md §4.2): `{"jsonrpc":"2.0","method":"event",
+/// "params":…}`, without an id.
+#[derive(Debug, Serialize)]
+pub struct EventNotification<'a, P: Serialize> {
+    jsonrpc: &'static str,
+    method: &'static str,
+    params: &'a P,
+}
+
+impl<'a, P: Serialize> EventNotification<'a, P> {
+    /// The notification carrying `params` (an event).
+    pub fn new(params: &'a P) -> Self {
+        EventNotification {
+            jsonrpc: "2.0",
+            method: "event",
+            params,
+        }
+    }
+}
+
 /// A success response's text.
 pub fn success<T: Serialize>(id: &Value, result: T) -> String {
     match serde_json::to_string(&Success {
