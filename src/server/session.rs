@@ -23,11 +23,12 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use super::handshake::Peer;
 use super::limits::{ClientSlot, TokenBucket};
 use super::methods::{self, Call};
-use super::rpc::{self, Incoming, RpcError};
 use super::writer::{Closing, Ended, Out, Sink, Writer};
 use super::{Ctx, ServerConfig};
-use crate::bus::{ScopedIdentity, Scopes, WipedJson};
-use crate::error::{ProtocolError, Reason};
+use crate::bus::{ScopedIdentity, Scopes};
+use crate::protocol::WipedJson;
+use crate::protocol::rpc::{self, Incoming, RpcError};
+use crate::protocol::{ProtocolError, Reason};
 
 type Source = SplitStream<WebSocketStream<TcpStream>>;
 

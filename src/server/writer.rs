@@ -21,7 +21,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use crate::bus::{Notification, WipedJson};
+use crate::bus::Notification;
+use crate::protocol::WipedJson;
 
 /// A text frame over the shared, wiped buffer: no copy per client.
 fn text(json: &WipedJson) -> Message {
