@@ -964,15 +964,18 @@ fn windows_under_wine_msi_installs_upgrades_and_uninstalls_keeping_the_config() 
         edited,
         "the upgrade changed the config"
     );
-    // One product left: the upgrade replaced the old one (uninstalling the old MSI's
-    // product code is now a no-op, the new one still installed).
-    let (status, _) = wine(&[
+    // One product left: the upgrade removed the old one, so uninstalling the old
+    // MSI fails (1605, unknown product) and leaves the new one installed.
+    let (status, out) = wine(&[
         "msiexec".as_ref(),
         "/x".as_ref(),
         msi.as_os_str(),
         "/qn".as_ref(),
     ]);
-    let _ = status;
+    assert!(
+        !status.success(),
+        "the {version} product is still installed beside {next}: {out}"
+    );
     assert!(
         exe.exists(),
         "the old product's uninstall removed the upgraded exe"
