@@ -30,7 +30,7 @@ pub enum ServiceCommand {
     /// Register the service (started at boot) running as ACCOUNT; run as an administrator.
     Install {
         /// The account it runs as (`.\kiosk`, `DOMAIN\user`): the one whose browser
-        /// connects. Its password is read from standard input (one line).
+        /// connects. Its password is read from standard input (one line, piped).
         #[arg(long, value_name = "ACCOUNT")]
         account: String,
     },
@@ -44,6 +44,13 @@ pub enum ServiceCommand {
 pub fn run(cmd: ServiceCommand) -> ExitCode {
     let result = match cmd {
         ServiceCommand::Install { account } => {
+            // Typed at a prompt, the password would be echoed: it must come from a pipe.
+            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                eprintln!(
+                    "vitale-bridge service: pipe the account's password to standard input: echo PASSWORD| vitale-bridge service install --account {account}"
+                );
+                return ExitCode::from(EXIT_USAGE);
+            }
             let mut password = String::new();
             if let Err(e) = std::io::stdin().read_line(&mut password) {
                 eprintln!("vitale-bridge service: cannot read the password from stdin: {e}");
