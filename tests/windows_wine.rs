@@ -99,7 +99,6 @@ fn parts() -> Parts {
         ("nsenter", "util-linux"),
         ("ip", "iproute2"),
         ("curl", "curl"),
-        ("timeout", "coreutils"),
     ] {
         require_tool(tool, package);
     }
