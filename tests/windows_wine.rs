@@ -16,7 +16,7 @@
 //!
 //! These are `#[ignore]`d in a plain `cargo test`: they need the Windows build.
 //! `scripts/test` builds it (`scripts/build-windows e2e`) and runs them with
-//! `--ignored`, where any missing part fails with its install hint.
+//! `--include-ignored`, where any missing part fails with its install hint.
 
 mod support;
 
@@ -658,6 +658,19 @@ fn windows_under_wine_pcsc_daemon_matches_linux_through_pcscd_loss() {
         "{}",
         daemon.stderr()
     );
+
+    // Health data never reaches the Windows build's logs.
+    let log = daemon.stderr();
+    for b in linux_identity["beneficiaries"]
+        .as_array()
+        .expect("beneficiaries")
+    {
+        for field in ["surname", "givenName", "nir", "birthDate", "birthDateRaw"] {
+            if let Some(v) = b[field].as_str() {
+                assert!(!log.contains(v), "the daemon's log holds a {field}");
+            }
+        }
+    }
 }
 
 #[test]
