@@ -1162,6 +1162,42 @@ fn windows_under_wine_demo_refuses_bad_input_as_linux_does() {
         assert!(w.concat().contains(answer), "{name}: {w:?} lacks {answer}");
     }
 
+    // allowed_users on Windows: SID strings and account names resolve (to SIDs), an
+    // unknown account is a configuration error naming the key (exit 2).
+    let windows_path = |p: &Path| format!("Z:{}", p.display()).replace('/', "\\");
+    let good = ns.dir.path().join("users-good.toml");
+    std::fs::write(&good, "allowed_users = [\"S-1-5-32-544\", \"root\"]\n").expect("config");
+    let bad = ns.dir.path().join("users-bad.toml");
+    std::fs::write(&bad, "allowed_users = [\"no-such-account-vb\"]\n").expect("config");
+    let mut c = ns.windows();
+    c.args([
+        "doctor",
+        "--no-pcsc",
+        "--no-nfc",
+        "--listen",
+        "127.0.0.1:0",
+        "--config",
+    ])
+    .arg(windows_path(&good));
+    let (_, report) = ns.run(c);
+    assert!(report.contains("OK   configuration valid"), "{report}");
+    let mut c = ns.windows();
+    c.args(["demo", "--listen", "127.0.0.1:0", "--config"])
+        .arg(windows_path(&bad));
+    let mut refused = ns.spawn("bad-users", c);
+    let status = refused.wait();
+    assert_eq!(
+        status.code(),
+        Some(2),
+        "an unknown account: {}",
+        refused.stderr()
+    );
+    assert!(
+        refused.stderr().contains("allowed_users"),
+        "{}",
+        refused.stderr()
+    );
+
     // A Windows subscriber gets the demo's identities, then 1001 on a graceful stop.
     let mut client = {
         let mut c = ns.windows();

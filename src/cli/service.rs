@@ -1,9 +1,9 @@
 //! `vitale-bridge service install|uninstall|run` (Windows): the daemon as a Windows
 //! service, for single-account kiosks (crate `windows-service`).
 //!
-//! The OS-user check serves the daemon's own account only on Windows, so the
-//! service runs as the kiosk's account (`--account`, password on stdin), never as
-//! LocalSystem: a receptionist's browser then connects as the same account. A
+//! The OS-user check serves the daemon's own account and the `allowed_users`
+//! accounts, so the service runs as the kiosk's account (`--account`, password
+//! piped to stdin) or as another one with the kiosk's listed in `allowed_users`. A
 //! workstation where people log on uses the per-user logon entry instead
 //! (`autostart` or the MSI). Logs go to a file under
 //! `%ProgramData%\vitale-bridge\logs` (a service has no console), rotated at each

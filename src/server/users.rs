@@ -132,7 +132,12 @@ pub fn resolve_user(entry: &str) -> Result<u32, String> {
             Err(e) => Err(format!("cannot look up user {entry:?}: {e}")),
         }
     }
-    #[cfg(not(unix))]
+    // Windows: an account name or a SID string, kept as a SID by the owner lookup.
+    #[cfg(windows)]
+    {
+        super::owner::windows::allow_account(entry)
+    }
+    #[cfg(not(any(unix, windows)))]
     Err(format!(
         "user names are not supported here; give a numeric uid for {entry:?}"
     ))

@@ -2,20 +2,29 @@
 //! (`TCP_TABLE_OWNER_PID_ALL`) gives each socket's owning process id; that
 //! process's token names its account (a SID), compared with the daemon's own.
 //!
-//! Accounts are SIDs here, not uids, so only the daemon's own account is served;
-//! `allowed_users` / `allowed_groups` do not apply yet (docs/windows.md). The
-//! decoding of the table rows is pure and lives in the parent module.
+//! Accounts are SIDs here, not uids. The daemon's own account is served, and so is
+//! each `allowed_users` entry — a SID string (`S-1-5-21-…`) or an account name
+//! (`reception`, `PC\reception`, resolved with `LookupAccountNameW`): [`allow_account`]
+//! keeps its SID and hands the policy a stand-in uid for it ([`LISTED_UID_BASE`] +
+//! its index), which [`lookup`] returns for a client of that account.
+//! `allowed_groups` does not apply (no groups are read on Windows). The decoding of
+//! the table rows is pure and lives in the parent module.
 #![allow(unsafe_code)]
 
 use std::net::SocketAddr;
+use std::sync::Mutex;
 
-use windows_sys::Win32::Foundation::{CloseHandle, ERROR_INSUFFICIENT_BUFFER, HANDLE, NO_ERROR};
+use windows_sys::Win32::Foundation::{
+    CloseHandle, ERROR_INSUFFICIENT_BUFFER, HANDLE, HLOCAL, LocalFree, NO_ERROR,
+};
 use windows_sys::Win32::NetworkManagement::IpHelper::{
     GetExtendedTcpTable, MIB_TCP6ROW_OWNER_PID, MIB_TCPROW_OWNER_PID, TCP_TABLE_OWNER_PID_ALL,
 };
 use windows_sys::Win32::Networking::WinSock::{AF_INET, AF_INET6};
+use windows_sys::Win32::Security::Authorization::ConvertStringSidToSidW;
 use windows_sys::Win32::Security::{
-    EqualSid, GetTokenInformation, TOKEN_QUERY, TOKEN_USER, TokenUser,
+    EqualSid, GetLengthSid, GetTokenInformation, IsValidSid, LookupAccountNameW, PSID,
+    SID_NAME_USE, TOKEN_QUERY, TOKEN_USER, TokenUser,
 };
 use windows_sys::Win32::System::Threading::{
     GetCurrentProcess, OpenProcess, OpenProcessToken, PROCESS_QUERY_LIMITED_INFORMATION,
@@ -27,9 +36,121 @@ use super::{LookupError, TableRow, find_pid, normalise};
 /// the read.
 const TABLE_ATTEMPTS: usize = 4;
 
+/// The first stand-in uid for an `allowed_users` account (far above the uids Unix
+/// configurations use, and never the daemon's own, `u32::MAX`).
+pub const LISTED_UID_BASE: u32 = 0x8000_0000;
+
+/// The SIDs (their bytes) of the `allowed_users` accounts, in the order their
+/// stand-in uids were handed out.
+static ALLOWED: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+/// Resolves an `allowed_users` entry to its SID and returns the stand-in uid the
+/// policy lists for it; the same account always gets the same uid.
+pub fn allow_account(entry: &str) -> Result<u32, String> {
+    let sid = if entry
+        .get(..4)
+        .is_some_and(|p| p.eq_ignore_ascii_case("S-1-"))
+    {
+        sid_from_string(entry)?
+    } else {
+        sid_from_name(entry)?
+    };
+    let mut allowed = ALLOWED.lock().unwrap_or_else(|p| p.into_inner());
+    let index = match allowed.iter().position(|s| *s == sid) {
+        Some(i) => i,
+        None => {
+            allowed.push(sid);
+            allowed.len() - 1
+        }
+    };
+    u32::try_from(index)
+        .ok()
+        .and_then(|i| LISTED_UID_BASE.checked_add(i))
+        .filter(|uid| *uid != u32::MAX)
+        .ok_or_else(|| "too many allowed_users".to_owned())
+}
+
+fn wide(s: &str) -> Vec<u16> {
+    s.encode_utf16().chain(std::iter::once(0)).collect()
+}
+
+/// The bytes of a valid SID.
+fn sid_bytes(sid: PSID) -> Vec<u8> {
+    // SAFETY: callers pass a SID that IsValidSid accepted (or the API wrote); its
+    // length comes from GetLengthSid and the bytes stay alive for the copy.
+    unsafe {
+        let len = GetLengthSid(sid) as usize;
+        std::slice::from_raw_parts(sid.cast::<u8>(), len).to_vec()
+    }
+}
+
+fn sid_from_string(entry: &str) -> Result<Vec<u8>, String> {
+    let text = wide(entry);
+    let mut sid: PSID = std::ptr::null_mut();
+    // SAFETY: a NUL-terminated UTF-16 string and a valid out pointer.
+    if unsafe { ConvertStringSidToSidW(text.as_ptr(), &mut sid) } == 0 || sid.is_null() {
+        return Err(format!(
+            "{entry:?} is not a SID ({})",
+            std::io::Error::last_os_error()
+        ));
+    }
+    let bytes = sid_bytes(sid);
+    // SAFETY: the API allocated `sid` with LocalAlloc; freed once, not used after.
+    unsafe { LocalFree(sid as HLOCAL) };
+    Ok(bytes)
+}
+
+fn sid_from_name(entry: &str) -> Result<Vec<u8>, String> {
+    let name = wide(entry);
+    let (mut sid_len, mut domain_len, mut kind): (u32, u32, SID_NAME_USE) = (0, 0, 0);
+    // SAFETY: a size query: null buffers with zero sizes, valid out pointers.
+    unsafe {
+        LookupAccountNameW(
+            std::ptr::null(),
+            name.as_ptr(),
+            std::ptr::null_mut(),
+            &mut sid_len,
+            std::ptr::null_mut(),
+            &mut domain_len,
+            &mut kind,
+        )
+    };
+    if sid_len == 0 {
+        return Err(format!(
+            "no account named {entry:?} ({})",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // u64 elements: a SID needs 4-byte alignment.
+    let mut sid = vec![0u64; (sid_len as usize).div_ceil(8)];
+    let mut domain = vec![0u16; domain_len.max(1) as usize];
+    // SAFETY: the buffers have the sizes the size query asked for.
+    let ok = unsafe {
+        LookupAccountNameW(
+            std::ptr::null(),
+            name.as_ptr(),
+            sid.as_mut_ptr().cast(),
+            &mut sid_len,
+            domain.as_mut_ptr(),
+            &mut domain_len,
+            &mut kind,
+        )
+    };
+    let psid: PSID = sid.as_mut_ptr().cast();
+    // SAFETY: `psid` points into `sid`, written by the API when `ok`.
+    if ok == 0 || unsafe { IsValidSid(psid) } == 0 {
+        return Err(format!(
+            "cannot look up account {entry:?} ({})",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(sid_bytes(psid))
+}
+
 /// The daemon's own effective uid when the client runs as the daemon's account
-/// (what [`crate::server::users::UserPolicy`] admits as its own); otherwise an
-/// error naming the owning process. Blocking.
+/// (what [`crate::server::users::UserPolicy`] admits as its own), the stand-in uid
+/// of an `allowed_users` account ([`allow_account`]); otherwise an error naming the
+/// owning process. Blocking.
 pub fn lookup(client: SocketAddr, server: SocketAddr) -> Result<u32, LookupError> {
     let rows = tcp_rows(matches!(normalise(client), SocketAddr::V6(_)))?;
     let pid = find_pid(rows, client, server).ok_or(LookupError::NotFound { client, server })?;
@@ -48,10 +169,16 @@ pub fn lookup(client: SocketAddr, server: SocketAddr) -> Result<u32, LookupError
     // buffer, alive for this call.
     let same = unsafe { EqualSid(sid(&theirs), sid(&ours)) } != 0;
     if same {
-        Ok(own)
-    } else {
-        Err(LookupError::ForeignAccount { pid })
+        return Ok(own);
     }
+    let theirs = sid_bytes(sid(&theirs));
+    let allowed = ALLOWED.lock().unwrap_or_else(|p| p.into_inner());
+    allowed
+        .iter()
+        .position(|s| *s == theirs)
+        .and_then(|i| u32::try_from(i).ok())
+        .and_then(|i| LISTED_UID_BASE.checked_add(i))
+        .ok_or(LookupError::ForeignAccount { pid })
 }
 
 fn os_error(call: &'static str) -> LookupError {
@@ -212,6 +339,25 @@ fn sid(token_user: &[u64]) -> *mut core::ffi::c_void {
 mod tests {
     use super::*;
     use std::net::{TcpListener, TcpStream};
+
+    #[test]
+    fn allowed_accounts_get_one_stand_in_uid_each() {
+        // BUILTIN\Administrators, by its well-known SID string.
+        let admins = allow_account("S-1-5-32-544").expect("a SID string");
+        assert!(admins >= LISTED_UID_BASE && admins != u32::MAX);
+        assert_eq!(
+            allow_account("s-1-5-32-544"),
+            Ok(admins),
+            "same SID, same uid"
+        );
+        assert!(allow_account("S-1-bogus").is_err());
+        assert!(allow_account("no-such-account-vb").is_err());
+        // This account, by name: a different SID, a different uid.
+        let me = std::env::var("USERNAME").expect("USERNAME");
+        let mine = allow_account(&me).expect("this account's name resolves");
+        assert_ne!(mine, admins);
+        assert_eq!(allow_account(&me), Ok(mine));
+    }
 
     /// A real loopback connection of this process: its client end is found in the
     /// table (the row decoding is right against the real API) and is never taken for
