@@ -7,12 +7,12 @@
 //! (full, redacted, one per scope set in use) whatever the number of subscribers.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::event::{
     Card, Empty, Event, EventKind, IdentityFailure, Inserted, Progress, Reader, ReaderKind,
@@ -122,8 +122,9 @@ pub struct Subscription {
     pub snapshot: Vec<Reader>,
     /// Notifications with `seq` greater than [`Subscription::seq`], in order.
     pub rx: mpsc::Receiver<Notification>,
-    /// Set when the hub dropped this subscriber because its queue was full.
-    pub lagged: Arc<AtomicBool>,
+    /// Resolves when the hub dropped this subscriber because its queue was full
+    /// (closed without a value when the subscription simply ends).
+    pub lagged: oneshot::Receiver<()>,
 }
 
 /// PC/SC service state for `status`.
@@ -192,7 +193,7 @@ struct Subscriber {
     id: u64,
     tx: mpsc::Sender<Notification>,
     view: View,
-    lagged: Arc<AtomicBool>,
+    lagged: Option<oneshot::Sender<()>>,
 }
 
 struct State {
@@ -459,7 +460,7 @@ impl Hub {
     pub fn subscribe_as(&self, queue: usize, view: View) -> Subscription {
         let redacted = view == View::Redacted;
         let (tx, rx) = mpsc::channel(queue.max(1));
-        let lagged = Arc::new(AtomicBool::new(false));
+        let (lag_tx, lagged) = oneshot::channel();
         let mut st = self.lock();
         let id = st.next_subscriber;
         st.next_subscriber += 1;
@@ -467,7 +468,7 @@ impl Hub {
             id,
             tx,
             view,
-            lagged: lagged.clone(),
+            lagged: Some(lag_tx),
         });
         let snapshot = snapshot(&st, redacted);
         Subscription {
@@ -614,12 +615,14 @@ fn emit(st: &mut State, reader: Option<String>, kind: EventKind) {
     tracing::debug!(seq = event.seq, kind = event.kind.type_name(), reader = ?event.reader, "event");
     let mut views = Views::new(&event);
     let seq = event.seq;
-    st.subscribers.retain(|s| {
+    st.subscribers.retain_mut(|s| {
         let json = views.get(&s.view);
         match s.tx.try_send(Notification { seq, json }) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                s.lagged.store(true, Ordering::Release);
+                if let Some(l) = s.lagged.take() {
+                    let _ = l.send(());
+                }
                 tracing::warn!(subscriber = s.id, "subscriber queue full; dropping it");
                 false
             }
@@ -867,12 +870,12 @@ mod tests {
     #[test]
     fn full_queue_drops_only_that_subscriber() {
         let hub = Hub::new(PcscStatus::Disabled);
-        let slow = hub.subscribe(2, false);
+        let mut slow = hub.subscribe(2, false);
         let mut fast = hub.subscribe(64, false);
         for i in 0..5 {
             add(&hub, &format!("sim:{i}"));
         }
-        assert!(slow.lagged.load(Ordering::Acquire));
+        assert!(slow.lagged.try_recv().is_ok(), "told it lagged");
         assert_eq!(seqs(&mut fast.rx), vec![1, 2, 3, 4, 5]);
         assert_eq!(hub.subscriber_count(), 1);
     }
