@@ -13,9 +13,11 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
-use vitale_bridge::bus::{Hub, PcscStatus, ReaderKind, Update};
+use vitale_bridge::bus::{Hub, PcscStatus};
 use vitale_bridge::card::CardType;
+use vitale_bridge::protocol::ReaderKind;
 use vitale_bridge::server::{ServerConfig, serve};
+use vitale_bridge::transport::Update;
 
 fn main() {
     let sizes: Vec<usize> = std::env::args()

@@ -14,10 +14,14 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::bus::Scopes;
+pub mod values;
+
 use crate::server::{ServerConfig, users};
 use crate::transport::nfc::NfcOptions;
 use crate::transport::pcsc::PcscOptions;
+pub use values::{
+    Aid, AtLeast, Connstring, GroupName, Listen, LogLevel, Origin, ScopeNames, UserName,
+};
 
 /// Default WebSocket port.
 pub const DEFAULT_PORT: u16 = 24880;
@@ -55,34 +59,29 @@ pub struct ConfigError {
     pub message: String,
 }
 
-impl ConfigError {
-    fn key(source_name: &str, key: &str, message: impl std::fmt::Display) -> Self {
-        Self {
-            source_name: source_name.to_string(),
-            key: Some(key.to_string()),
-            message: format!("`{key}`: {message}"),
-        }
-    }
-}
-
-/// The effective configuration after layering and validation.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// The configuration: every key once, with its default in [`Default`] and its rule
+/// in its value type ([`values`]). A file or the command line is a partial TOML table
+/// of the same shape ([`Layer`]), merged over what came before and checked by
+/// deserializing the result into this struct.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Loopback address and port of the WebSocket server.
-    pub listen: SocketAddr,
+    pub listen: Listen,
     /// Exact web origins allowed to connect, with every scope.
-    pub allowed_origins: Vec<String>,
-    /// Origins with narrowed scopes (`[origins."https://x"] scopes = [...]`); also
-    /// allowed to connect. Wins over an `allowed_origins` entry for the same origin.
-    pub origins: BTreeMap<String, OriginConfig>,
+    pub allowed_origins: Vec<Origin>,
     /// Whether clients without an Origin header may connect.
     pub allow_native_clients: bool,
     /// OS users (names or uids) besides the daemon's own whose programs may connect.
-    pub allowed_users: Vec<String>,
+    pub allowed_users: Vec<UserName>,
     /// OS groups (names or gids) whose members' programs may connect.
-    pub allowed_groups: Vec<String>,
+    pub allowed_groups: Vec<GroupName>,
     /// Open connections at most.
-    pub max_clients: usize,
+    pub max_clients: AtLeast<1>,
+    /// Origins with narrowed scopes (`[origins."https://x"] scopes = [...]`); also
+    /// allowed to connect. Wins over an `allowed_origins` entry for the same origin.
+    /// A layer that has the table replaces it whole.
+    pub origins: BTreeMap<Origin, OriginConfig>,
     /// Server limits (product.md §4.5).
     pub limits: Limits,
     /// PC/SC backend.
@@ -99,19 +98,20 @@ pub struct Config {
     pub metrics: MetricsConfig,
 }
 
-/// Server limits (product.md §4.5).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// `[limits]` (product.md §4.5).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Largest message in bytes.
-    pub max_message_bytes: usize,
+    pub max_message_bytes: AtLeast<1024>,
     /// Outgoing queue per client, in messages.
-    pub queue_len: usize,
+    pub queue_len: AtLeast<1>,
     /// Requests per second per connection.
-    pub rate_per_sec: u32,
+    pub rate_per_sec: AtLeast<1>,
     /// Ping interval in milliseconds.
-    pub ping_interval_ms: u64,
+    pub ping_interval_ms: AtLeast<1000>,
     /// Time allowed for the HTTP upgrade, in milliseconds.
-    pub handshake_timeout_ms: u64,
+    pub handshake_timeout_ms: AtLeast<100>,
 }
 
 /// `[origins."https://x"]`: what one origin receives.
@@ -119,211 +119,163 @@ pub struct Limits {
 #[serde(deny_unknown_fields)]
 pub struct OriginConfig {
     /// Scope names: `identity`, `nir`, `ins`, `sign`.
-    pub scopes: Vec<String>,
+    pub scopes: ScopeNames,
 }
 
 /// `[pcsc]`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct PcscConfig {
     /// Watch PC/SC readers.
     pub enabled: bool,
 }
 
 /// `[nfc]`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct NfcConfig {
-    /// Poll libnfc devices.
+    /// Use libnfc devices.
     pub enabled: bool,
     /// libnfc connstrings; empty = scan USB devices once at start.
-    pub devices: Vec<String>,
+    pub devices: Vec<Connstring>,
     /// Deprecated and ignored: the chip waits for a tap (docs/hardware-nfc.md). Still
     /// accepted and validated so existing files keep loading.
-    pub poll_interval_ms: u64,
+    pub poll_interval_ms: AtLeast<10>,
 }
 
 /// `[apcv]`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ApcvConfig {
     /// Phone profile AID, uppercase hex.
-    pub aid: String,
+    pub aid: Aid,
 }
 
 /// `[log]`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
     /// `error`, `warn`, `info`, `debug`, `trace`, or a full tracing filter directive.
-    pub level: String,
+    pub level: LogLevel,
 }
 
 /// `[metrics]`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct MetricsConfig {
     /// Serve `GET /metrics` (Prometheus text format); off by default.
     pub enabled: bool,
 }
 
 /// `[demo]`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct DemoConfig {
     /// Time between demo steps, in milliseconds.
-    pub interval_ms: u64,
+    pub interval_ms: AtLeast<10>,
 }
 
 impl Default for Config {
     fn default() -> Self {
         let server = ServerConfig::default();
         Self {
-            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_PORT),
+            listen: Listen(SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                DEFAULT_PORT,
+            )),
             allowed_origins: Vec::new(),
-            origins: BTreeMap::new(),
             allow_native_clients: server.allow_native_clients,
             allowed_users: Vec::new(),
             allowed_groups: Vec::new(),
-            max_clients: server.max_clients,
-            limits: Limits {
-                max_message_bytes: server.max_message_bytes,
-                queue_len: server.queue_len,
-                rate_per_sec: server.rate_per_sec,
-                ping_interval_ms: server.ping_interval.as_millis() as u64,
-                handshake_timeout_ms: server.handshake_timeout.as_millis() as u64,
-            },
-            pcsc: PcscConfig { enabled: true },
-            nfc: NfcConfig {
-                enabled: true,
-                devices: Vec::new(),
-                poll_interval_ms: 200,
-            },
-            apcv: ApcvConfig {
-                aid: DEFAULT_APCV_AID.into(),
-            },
-            log: LogConfig {
-                level: "info".into(),
-            },
-            demo: DemoConfig { interval_ms: 2000 },
-            metrics: MetricsConfig {
-                enabled: server.metrics,
-            },
+            max_clients: AtLeast::default_of(server.max_clients as u64),
+            origins: BTreeMap::new(),
+            limits: Limits::default(),
+            pcsc: PcscConfig::default(),
+            nfc: NfcConfig::default(),
+            apcv: ApcvConfig::default(),
+            log: LogConfig::default(),
+            demo: DemoConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
 
-/// One TOML file (or the flags) as given: every key optional, unknown keys refused.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Layer {
-    /// `listen`.
-    pub listen: Option<String>,
-    /// `allowed_origins`.
-    pub allowed_origins: Option<Vec<String>>,
-    /// `[origins."…"]`; a layer that has the table replaces it whole.
-    pub origins: Option<BTreeMap<String, OriginConfig>>,
-    /// `allow_native_clients`.
-    pub allow_native_clients: Option<bool>,
-    /// `allowed_users`.
-    pub allowed_users: Option<Vec<String>>,
-    /// `allowed_groups`.
-    pub allowed_groups: Option<Vec<String>>,
-    /// `max_clients`.
-    pub max_clients: Option<usize>,
-    /// `[limits]`.
-    #[serde(default)]
-    pub limits: LimitsLayer,
-    /// `[pcsc]`.
-    #[serde(default)]
-    pub pcsc: PcscLayer,
-    /// `[nfc]`.
-    #[serde(default)]
-    pub nfc: NfcLayer,
-    /// `[apcv]`.
-    #[serde(default)]
-    pub apcv: ApcvLayer,
-    /// `[log]`.
-    #[serde(default)]
-    pub log: LogLayer,
-    /// `[demo]`.
-    #[serde(default)]
-    pub demo: DemoLayer,
-    /// `[metrics]`.
-    #[serde(default)]
-    pub metrics: MetricsLayer,
+impl Default for Limits {
+    fn default() -> Self {
+        let server = ServerConfig::default();
+        Limits {
+            max_message_bytes: AtLeast::default_of(server.max_message_bytes as u64),
+            queue_len: AtLeast::default_of(server.queue_len as u64),
+            rate_per_sec: AtLeast::default_of(u64::from(server.rate_per_sec)),
+            ping_interval_ms: AtLeast::default_of(server.ping_interval.as_millis() as u64),
+            handshake_timeout_ms: AtLeast::default_of(server.handshake_timeout.as_millis() as u64),
+        }
+    }
 }
 
-/// `[limits]` as given.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LimitsLayer {
-    /// `limits.max_message_bytes`.
-    pub max_message_bytes: Option<usize>,
-    /// `limits.queue_len`.
-    pub queue_len: Option<usize>,
-    /// `limits.rate_per_sec`.
-    pub rate_per_sec: Option<u32>,
-    /// `limits.ping_interval_ms`.
-    pub ping_interval_ms: Option<u64>,
-    /// `limits.handshake_timeout_ms`.
-    pub handshake_timeout_ms: Option<u64>,
+impl Default for PcscConfig {
+    fn default() -> Self {
+        PcscConfig { enabled: true }
+    }
 }
 
-/// `[pcsc]` as given.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PcscLayer {
-    /// `pcsc.enabled`.
-    pub enabled: Option<bool>,
+impl Default for NfcConfig {
+    fn default() -> Self {
+        NfcConfig {
+            enabled: true,
+            devices: Vec::new(),
+            poll_interval_ms: AtLeast::default_of(200),
+        }
+    }
 }
 
-/// `[nfc]` as given.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NfcLayer {
-    /// `nfc.enabled`.
-    pub enabled: Option<bool>,
-    /// `nfc.devices`.
-    pub devices: Option<Vec<String>>,
-    /// `nfc.poll_interval_ms`.
-    pub poll_interval_ms: Option<u64>,
+impl Default for ApcvConfig {
+    fn default() -> Self {
+        ApcvConfig {
+            aid: Aid::new(DEFAULT_APCV_AID)
+                .unwrap_or_else(|_| unreachable!("the default AID is valid")),
+        }
+    }
 }
 
-/// `[apcv]` as given.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApcvLayer {
-    /// `apcv.aid`.
-    pub aid: Option<String>,
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: LogLevel::new("info").unwrap_or_else(|_| unreachable!("`info` is a level")),
+        }
+    }
 }
 
-/// `[log]` as given.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LogLayer {
-    /// `log.level`.
-    pub level: Option<String>,
+impl Default for DemoConfig {
+    fn default() -> Self {
+        DemoConfig {
+            interval_ms: AtLeast::default_of(2000),
+        }
+    }
 }
 
-/// `[demo]` as given.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DemoLayer {
-    /// `demo.interval_ms`.
-    pub interval_ms: Option<u64>,
-}
-
-/// `[metrics]` as given.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MetricsLayer {
-    /// `metrics.enabled`.
-    pub enabled: Option<bool>,
-}
+/// One file, or the command line, as given: a TOML table of the shape of [`Config`]
+/// with any keys left out. Checked when applied.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Layer(toml::Table);
 
 impl Layer {
-    /// Parses one TOML document; `source_name` names it in errors.
+    /// Parses and checks one TOML document; `source_name` names it in errors. Checked
+    /// here, against the text, so an error points at the line and names the key.
     pub fn parse(text: &str, source_name: &str) -> Result<Layer, ConfigError> {
-        toml::from_str::<Layer>(text).map_err(|e| ConfigError {
+        let fail = |key: Option<String>, e: &dyn std::fmt::Display| ConfigError {
             source_name: source_name.to_string(),
-            key: unknown_key(e.message()).or_else(|| key_at(text, e.span())),
+            key,
             message: e.to_string().trim_end().to_string(),
-        })
+        };
+        let table: toml::Table =
+            toml::from_str(text).map_err(|e| fail(key_at(text, e.span()), &e))?;
+        let de = toml::Deserializer::parse(text).map_err(|e| fail(key_at(text, e.span()), &e))?;
+        serde_path_to_error::deserialize::<_, Config>(de).map_err(|e| {
+            let key = error_key(e.path(), e.inner().message());
+            fail(key, e.inner())
+        })?;
+        Ok(Layer(table))
     }
 
     /// Reads and parses a file. A missing file is `Ok(None)` unless `required`.
@@ -339,15 +291,83 @@ impl Layer {
             }),
         }
     }
+
+    /// Sets `key` (dotted for a table: `nfc.devices`) to `value`, for flags.
+    pub fn set(&mut self, key: &str, value: impl Into<toml::Value>) {
+        let mut table = &mut self.0;
+        let mut parts = key.split('.').peekable();
+        while let Some(part) = parts.next() {
+            if parts.peek().is_none() {
+                table.insert(part.to_owned(), value.into());
+                return;
+            }
+            let entry = table
+                .entry(part.to_owned())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if !entry.is_table() {
+                *entry = toml::Value::Table(toml::Table::new());
+            }
+            match entry.as_table_mut() {
+                Some(t) => table = t,
+                None => return,
+            }
+        }
+    }
 }
 
-/// The key named in a serde "unknown field" message, for [`ConfigError::key`].
+/// Lays `top` over `base`: tables merge key by key, anything else (values, arrays,
+/// and the `origins` table) is replaced whole.
+fn merge(base: &mut toml::Table, top: toml::Table, depth: usize) {
+    for (key, value) in top {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(t))
+                if !(depth == 0 && key == "origins") =>
+            {
+                merge(b, t, depth + 1)
+            }
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+/// The key a deserialization error is about, dotted (`limits.queue_len`,
+/// `origins."https://x".scopes`); for an unknown key, that key.
+fn error_key(path: &serde_path_to_error::Path, message: &str) -> Option<String> {
+    let mut parts: Vec<String> = path
+        .iter()
+        .filter_map(|segment| match segment {
+            serde_path_to_error::Segment::Map { key } => Some(
+                if key
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                {
+                    key.clone()
+                } else {
+                    format!("{key:?}")
+                },
+            ),
+            // An array entry is reported as the array's key.
+            serde_path_to_error::Segment::Seq { .. } => None,
+            _ => None,
+        })
+        .collect();
+    if let Some(unknown) = unknown_key(message)
+        && parts.last() != Some(&unknown)
+    {
+        parts.push(unknown);
+    }
+    (!parts.is_empty()).then(|| parts.join("."))
+}
+
+/// The key named in a serde "unknown field" message.
 fn unknown_key(message: &str) -> Option<String> {
     let rest = message.strip_prefix("unknown field `")?;
     rest.split('`').next().map(str::to_string)
 }
 
-/// The key on the line a parse error points at (`key = value`), if any.
+/// The key on the line a TOML syntax error points at (`key = value`), if any.
 fn key_at(text: &str, span: Option<std::ops::Range<usize>>) -> Option<String> {
     let start = span?.start;
     let line_start = text.get(..start)?.rfind('\n').map_or(0, |i| i + 1);
@@ -358,121 +378,40 @@ fn key_at(text: &str, span: Option<std::ops::Range<usize>>) -> Option<String> {
 }
 
 impl Config {
-    /// Applies `layer` (from `source_name`) over `self`, validating every value it sets.
+    /// Applies `layer` (from `source_name`) over `self`. The result is checked whole;
+    /// `self` was valid before, so whatever fails is this layer's, and is named with
+    /// its source and key. On error `self` is unchanged.
     pub fn apply(&mut self, layer: Layer, source_name: &str) -> Result<(), ConfigError> {
-        let src = source_name;
-        if let Some(listen) = layer.listen {
-            self.listen = parse_listen(&listen).map_err(|m| ConfigError::key(src, "listen", m))?;
-        }
-        if let Some(origins) = layer.allowed_origins {
-            for o in &origins {
-                validate_origin(o).map_err(|m| ConfigError::key(src, "allowed_origins", m))?;
-            }
-            self.allowed_origins = origins;
-        }
-        if let Some(origins) = layer.origins {
-            for (o, c) in &origins {
-                validate_origin(o).map_err(|m| ConfigError::key(src, "origins", m))?;
-                Scopes::parse_list(&c.scopes)
-                    .map_err(|m| ConfigError::key(src, &format!("origins.\"{o}\".scopes"), m))?;
-            }
-            self.origins = origins;
-        }
-        if let Some(v) = layer.allow_native_clients {
-            self.allow_native_clients = v;
-        }
-        // Resolved now so a typo is an error at start (exit 2) rather than a user
-        // silently locked out; resolved again in `server()`.
-        if let Some(users) = layer.allowed_users {
-            for u in &users {
-                users::resolve_user(u).map_err(|m| ConfigError::key(src, "allowed_users", m))?;
-            }
-            self.allowed_users = users;
-        }
-        if let Some(groups) = layer.allowed_groups {
-            for g in &groups {
-                users::resolve_group(g).map_err(|m| ConfigError::key(src, "allowed_groups", m))?;
-            }
-            self.allowed_groups = groups;
-        }
-        if let Some(v) = layer.max_clients {
-            self.max_clients = positive(v, src, "max_clients")?;
-        }
-        let l = layer.limits;
-        if let Some(v) = l.max_message_bytes {
-            if v < 1024 {
-                return Err(ConfigError::key(
-                    src,
-                    "limits.max_message_bytes",
-                    "must be at least 1024",
-                ));
-            }
-            self.limits.max_message_bytes = v;
-        }
-        if let Some(v) = l.queue_len {
-            self.limits.queue_len = positive(v, src, "limits.queue_len")?;
-        }
-        if let Some(v) = l.rate_per_sec {
-            self.limits.rate_per_sec = positive(v as usize, src, "limits.rate_per_sec")? as u32;
-        }
-        if let Some(v) = l.ping_interval_ms {
-            self.limits.ping_interval_ms = at_least(v, 1000, src, "limits.ping_interval_ms")?;
-        }
-        if let Some(v) = l.handshake_timeout_ms {
-            self.limits.handshake_timeout_ms =
-                at_least(v, 100, src, "limits.handshake_timeout_ms")?;
-        }
-        if let Some(v) = layer.pcsc.enabled {
-            self.pcsc.enabled = v;
-        }
-        if let Some(v) = layer.nfc.enabled {
-            self.nfc.enabled = v;
-        }
-        if let Some(devices) = layer.nfc.devices {
-            for d in &devices {
-                validate_connstring(d).map_err(|m| ConfigError::key(src, "nfc.devices", m))?;
-            }
-            self.nfc.devices = devices;
-        }
-        if let Some(v) = layer.nfc.poll_interval_ms {
-            self.nfc.poll_interval_ms = at_least(v, 10, src, "nfc.poll_interval_ms")?;
-        }
-        if let Some(aid) = layer.apcv.aid {
-            self.apcv.aid = parse_aid(&aid)
-                .map(hex::encode_upper)
-                .map_err(|m| ConfigError::key(src, "apcv.aid", m))?;
-        }
-        if let Some(level) = layer.log.level {
-            validate_log_level(&level).map_err(|m| ConfigError::key(src, "log.level", m))?;
-            self.log.level = level;
-        }
-        if let Some(v) = layer.demo.interval_ms {
-            self.demo.interval_ms = at_least(v, 10, src, "demo.interval_ms")?;
-        }
-        if let Some(v) = layer.metrics.enabled {
-            self.metrics.enabled = v;
-        }
+        let fail = |key: Option<String>, message: String| ConfigError {
+            source_name: source_name.to_string(),
+            message: match &key {
+                Some(k) => format!("`{k}`: {message}"),
+                None => message,
+            },
+            key,
+        };
+        let mut merged = toml::Table::try_from(&*self)
+            .map_err(|e| fail(None, format!("cannot represent the configuration: {e}")))?;
+        merge(&mut merged, layer.0, 0);
+        *self = serde_path_to_error::deserialize(toml::Value::Table(merged)).map_err(|e| {
+            let message = e.inner().message().to_string();
+            fail(error_key(e.path(), &message), message)
+        })?;
         Ok(())
     }
 
     /// The server settings this configuration implies.
     pub fn server(&self) -> ServerConfig {
         ServerConfig {
-            allowed_origins: self.allowed_origins.clone(),
-            // Validated in `apply`; an entry that somehow fails gets no scope at all.
+            allowed_origins: self.allowed_origins.iter().map(|o| o.to_string()).collect(),
             origin_scopes: self
                 .origins
                 .iter()
-                .map(|(o, c)| {
-                    (
-                        o.clone(),
-                        Scopes::parse_list(&c.scopes).unwrap_or(Scopes::NONE),
-                    )
-                })
+                .map(|(o, c)| (o.to_string(), c.scopes.scopes()))
                 .collect(),
             allow_native_clients: self.allow_native_clients,
-            // An account deleted since `apply` validated it is dropped: that can only
-            // narrow who may connect, never widen it.
+            // An account deleted since the configuration was read is dropped: that can
+            // only narrow who may connect, never widen it.
             allowed_uids: self
                 .allowed_users
                 .iter()
@@ -483,20 +422,20 @@ impl Config {
                 .iter()
                 .filter_map(|g| users::resolve_group(g).ok())
                 .collect(),
-            max_clients: self.max_clients,
-            max_message_bytes: self.limits.max_message_bytes,
-            handshake_timeout: Duration::from_millis(self.limits.handshake_timeout_ms),
-            queue_len: self.limits.queue_len,
-            rate_per_sec: self.limits.rate_per_sec,
-            ping_interval: Duration::from_millis(self.limits.ping_interval_ms),
+            max_clients: self.max_clients.usize(),
+            max_message_bytes: self.limits.max_message_bytes.usize(),
+            handshake_timeout: Duration::from_millis(self.limits.handshake_timeout_ms.get()),
+            queue_len: self.limits.queue_len.usize(),
+            rate_per_sec: self.limits.rate_per_sec.u32(),
+            ping_interval: Duration::from_millis(self.limits.ping_interval_ms.get()),
             metrics: self.metrics.enabled,
             ..ServerConfig::default()
         }
     }
 
-    /// The phone profile AID as bytes (validated when set).
+    /// The phone profile AID as bytes.
     pub fn apcv_aid(&self) -> Vec<u8> {
-        parse_aid(&self.apcv.aid).unwrap_or_default()
+        self.apcv.aid.bytes()
     }
 
     /// What the PC/SC backend needs.
@@ -509,8 +448,8 @@ impl Config {
     /// What the NFC backend needs.
     pub fn nfc_options(&self) -> NfcOptions {
         NfcOptions {
-            devices: self.nfc.devices.clone(),
-            poll_interval: Duration::from_millis(self.nfc.poll_interval_ms),
+            devices: self.nfc.devices.iter().map(|d| d.to_string()).collect(),
+            poll_interval: Duration::from_millis(self.nfc.poll_interval_ms.get()),
             host_poll: false,
             apcv_aid: self.apcv_aid(),
         }
@@ -518,68 +457,7 @@ impl Config {
 
     /// The effective configuration as TOML (for `doctor`; it holds no secrets).
     pub fn to_toml(&self) -> String {
-        let file = FileView::from(self);
-        toml::to_string(&file).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
-    }
-}
-
-/// The file layout of [`Config`], for printing the effective configuration.
-#[derive(Serialize)]
-struct FileView<'a> {
-    listen: String,
-    allowed_origins: &'a [String],
-    allow_native_clients: bool,
-    allowed_users: &'a [String],
-    allowed_groups: &'a [String],
-    max_clients: usize,
-    origins: &'a BTreeMap<String, OriginConfig>,
-    limits: &'a Limits,
-    pcsc: &'a PcscConfig,
-    nfc: &'a NfcConfig,
-    apcv: &'a ApcvConfig,
-    log: &'a LogConfig,
-    demo: &'a DemoConfig,
-    metrics: &'a MetricsConfig,
-}
-
-impl<'a> From<&'a Config> for FileView<'a> {
-    fn from(c: &'a Config) -> Self {
-        FileView {
-            listen: c.listen.to_string(),
-            allowed_origins: &c.allowed_origins,
-            allow_native_clients: c.allow_native_clients,
-            allowed_users: &c.allowed_users,
-            allowed_groups: &c.allowed_groups,
-            max_clients: c.max_clients,
-            origins: &c.origins,
-            limits: &c.limits,
-            pcsc: &c.pcsc,
-            nfc: &c.nfc,
-            apcv: &c.apcv,
-            log: &c.log,
-            demo: &c.demo,
-            metrics: &c.metrics,
-        }
-    }
-}
-
-fn positive(v: usize, src: &str, key: &str) -> Result<usize, ConfigError> {
-    if v == 0 {
-        Err(ConfigError::key(src, key, "must be greater than 0"))
-    } else {
-        Ok(v)
-    }
-}
-
-fn at_least(v: u64, min: u64, src: &str, key: &str) -> Result<u64, ConfigError> {
-    if v < min {
-        Err(ConfigError::key(
-            src,
-            key,
-            format!("must be at least {min}"),
-        ))
-    } else {
-        Ok(v)
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
 }
 
@@ -770,6 +648,7 @@ impl Sources {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bus::Scopes;
 
     fn load(text: &str) -> Result<Config, ConfigError> {
         let mut c = Config::default();
@@ -845,7 +724,7 @@ mod tests {
         assert!(e.to_string().starts_with("test.toml:"), "{e}");
         assert!(e.to_string().contains("lisen"), "{e}");
         let e = load("[nfc]\npoll = 3").expect_err("unknown nested key");
-        assert_eq!(e.key.as_deref(), Some("poll"));
+        assert_eq!(e.key.as_deref(), Some("nfc.poll"));
     }
 
     #[test]
@@ -862,9 +741,12 @@ mod tests {
         let e = load("[nfc]\ndevices = [\"/dev/ttyUSB0\"]").expect_err("bad connstring");
         assert_eq!(e.key.as_deref(), Some("nfc.devices"));
         let e = load("[metrics]\nenabled = \"yes\"").expect_err("bad type");
-        assert_eq!(e.key.as_deref(), Some("enabled"));
+        assert_eq!(e.key.as_deref(), Some("metrics.enabled"));
         let e = load("[metrics]\nport = 9100").expect_err("unknown key");
-        assert_eq!(e.key.as_deref(), Some("port"));
+        assert_eq!(e.key.as_deref(), Some("metrics.port"));
+        let e = load("[limits]\nqueue_len = 0").expect_err("zero");
+        assert_eq!(e.key.as_deref(), Some("limits.queue_len"));
+        assert!(e.message.contains("greater than 0"), "{e}");
     }
 
     #[test]
@@ -966,9 +848,12 @@ mod tests {
         );
         assert!(e.message.contains("\"names\""), "{e}");
         let e = load("[origins.\"https://x.example/\"]\nscopes = []").expect_err("origin");
-        assert_eq!(e.key.as_deref(), Some("origins"));
+        assert_eq!(e.key.as_deref(), Some("origins.\"https://x.example/\""));
         let e = load("[origins.\"https://x.example\"]\nscope = []").expect_err("unknown key");
-        assert_eq!(e.key.as_deref(), Some("scope"));
+        assert_eq!(
+            e.key.as_deref(),
+            Some("origins.\"https://x.example\".scope")
+        );
         // The effective configuration prints the table and reads back the same.
         let mut again = Config::default();
         again
@@ -1008,12 +893,8 @@ mod tests {
             user: Some(user),
             explicit: Some(explicit.clone()),
         };
-        let flags = Layer {
-            log: LogLayer {
-                level: Some("trace".into()),
-            },
-            ..Layer::default()
-        };
+        let mut flags = Layer::default();
+        flags.set("log.level", "trace");
         let (c, used) = sources.load(flags).expect("loads");
         assert_eq!(used.len(), 3);
         assert_eq!(c.max_clients, 3);

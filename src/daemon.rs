@@ -163,7 +163,7 @@ pub fn start_backends(hub: &Arc<Hub>, cfg: &Config, mode: Mode) -> Vec<Box<dyn B
             backends.push(transport::sim::spawn_demo(
                 hub.clone(),
                 transport::sim::DemoOptions {
-                    interval: Duration::from_millis(cfg.demo.interval_ms),
+                    interval: Duration::from_millis(cfg.demo.interval_ms.get()),
                     apcv_aid: cfg.apcv_aid(),
                 },
             ));
@@ -209,7 +209,7 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     harden_process();
     raise_fd_limit();
-    let listeners = bind(cfg.listen).await?;
+    let listeners = bind(*cfg.listen).await?;
     let port = port(&listeners);
     {
         let mut out = std::io::stdout().lock();

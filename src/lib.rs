@@ -3,24 +3,31 @@
 //!
 //! # Layout
 //!
-//! The module tree is the architecture, bottom to top:
+//! The module tree is the architecture, bottom to top; each layer uses only itself and
+//! the layers below it (`tests/layers.rs` reads the sources and fails on an upward
+//! import):
 //!
 //! - [`codec`]: pure, I/O-free codecs (APDU and status words, BER-TLV, NIR, dates,
 //!   ISO-8859-1). Bounded, never panic on card bytes.
 //! - [`card`]: the transport-independent [`card::CardChannel`] and the card logic that
-//!   runs over it: card-type detection, the Carte Vitale 2 reader, phone profiles,
-//!   and the [`card::Identity`] model (redacted `Debug`).
-//! - [`transport`]: hardware backends (PC/SC, libnfc) and the in-process simulated
-//!   readers. Each runs blocking work on its own threads and reports to the bus.
+//!   runs over it: card-type detection, the Carte Vitale 2 reader, phone profiles and
+//!   their signature check, and the [`card::Identity`] model (redacted `Debug`).
+//! - [`protocol`]: the wire, with no I/O and no state: stable error reasons (and the
+//!   one mapping of card errors onto them), events and readers as clients see them,
+//!   the JSON-RPC 2.0 envelope, and the zero-on-drop buffer identities travel in.
 //! - [`sim`]: simulators shipped as product features: the virtual Carte Vitale model,
-//!   the vpcd card, the virtual phone and the PN532 emulator.
-//! - [`bus`]: the event bus and reader registry: one ordered event sequence, bounded
-//!   fan-out with one encoding per distinct view (full, redacted, per-origin scopes;
-//!   wiped buffers), the state behind `subscribe` snapshots, the card operations, and
-//!   the identity-free counters behind the opt-in `/metrics`.
-//! - [`server`]: the local WebSocket/HTTP server (JSON-RPC 2.0, handshake rules, limits):
+//!   the vpcd card, the virtual phone and the PN532 emulator. Uses card logic only.
+//! - [`transport`]: hardware backends (PC/SC, libnfc) and the in-process simulated
+//!   readers. Each runs blocking work on its own threads and reports through the
+//!   [`transport::EventSink`] seam it owns ([`transport::Update`], and
+//!   [`transport::ReaderHandle`] for card work); it never knows who listens.
+//! - [`bus`]: implements the sink: one ordered event sequence, bounded fan-out with one
+//!   encoding per distinct view (full, redacted, per-origin scopes), the registry behind
+//!   `subscribe` snapshots, the card operations, and the identity-free counters.
+//! - [`server`]: the local WebSocket/HTTP server (handshake rules, limits, sessions):
 //!   the OS-user check on the client's socket first (`server::owner`, `server::users`),
-//!   then Host and Origin, with handshake slots that evict the oldest silent connection.
+//!   then Host and Origin, with handshake slots that evict the oldest silent
+//!   connection; the Prometheus rendering of `/metrics`.
 //! - [`config`] and [`cli`]: configuration layering and the command line.
 //! - [`daemon`]: wires backends, bus and server together with one shutdown tree.
 #![deny(unsafe_code)]
@@ -32,7 +39,7 @@ pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod daemon;
-pub mod error;
+pub mod protocol;
 pub mod server;
 pub mod sim;
 pub mod transport;

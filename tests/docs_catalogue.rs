@@ -2,7 +2,7 @@
 //! reason is in the catalogue with its retriability, every event type and method is
 //! in the protocol reference, every metric is in the metrics reference.
 
-use vitale_bridge::error::Reason;
+use vitale_bridge::protocol::Reason;
 
 fn doc(name: &str) -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -32,7 +32,7 @@ fn error_catalogue_lists_every_reason_with_its_retriability_and_a_remedy() {
 #[test]
 fn metrics_reference_lists_every_exposed_metric_with_its_type() {
     let text = doc("metrics.md");
-    let exposition = vitale_bridge::bus::metrics::render(&Default::default());
+    let exposition = vitale_bridge::server::metrics::render(&Default::default());
     let families: Vec<(&str, &str)> = exposition
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))

@@ -13,8 +13,9 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use vitale_bridge::bus::{ReaderKind, Update};
+use vitale_bridge::protocol::ReaderKind;
 use vitale_bridge::server::ServerConfig;
+use vitale_bridge::transport::Update;
 use ws_harness::{Server, WAIT, cfg};
 
 const MALFORMED: usize = 10_000;

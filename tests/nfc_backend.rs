@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use vitale_bridge::error::Reason;
+use vitale_bridge::protocol::Reason;
 
 use nfc_support::backend::Rig;
 use nfc_support::{Emulator, es256_verifies, expected_public_key};

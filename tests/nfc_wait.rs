@@ -7,8 +7,8 @@ mod nfc_support;
 
 use std::time::{Duration, Instant};
 
-use vitale_bridge::bus::ReaderRequest;
-use vitale_bridge::error::Reason;
+use vitale_bridge::protocol::Reason;
+use vitale_bridge::transport::ReaderRequest;
 
 use nfc_support::backend::Rig;
 use nfc_support::{Emulator, WAIT};

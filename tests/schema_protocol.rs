@@ -8,12 +8,14 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use support::schema::{assert_invalid, assert_response, assert_valid, schema};
-use vitale_bridge::bus::event::{Inserted, Progress};
-use vitale_bridge::bus::{Hub, PcscStatus, ReaderKind, Service, ServiceState, Signature, Update};
+use vitale_bridge::bus::{Hub, PcscStatus};
 use vitale_bridge::card::{
     ApcvInfo, Beneficiary, CardType, Environment, Identity, Ins, Sensitive, Source,
 };
-use vitale_bridge::error::{ProtocolError, Reason};
+use vitale_bridge::protocol::event::{Inserted, Progress};
+use vitale_bridge::protocol::{ProtocolError, Reason};
+use vitale_bridge::protocol::{ReaderKind, Service, ServiceState, Signature};
+use vitale_bridge::transport::Update;
 
 fn phone_identity(reader: &str) -> Identity {
     Identity {

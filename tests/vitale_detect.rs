@@ -4,7 +4,7 @@
 mod vitale_support;
 
 use vitale_bridge::card::{self, CardError, CardType, ChannelError};
-use vitale_bridge::error::Reason;
+use vitale_bridge::protocol::Reason;
 use vitale_bridge::sim::phone::VirtualPhone;
 use vitale_bridge::sim::{SimChannel, VirtualCard};
 use vitale_support::*;

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use vitale_bridge::card::vitale::{self, ReadPath, decode};
 use vitale_bridge::card::{self, CardError, ChannelError, Identity};
 use vitale_bridge::codec::tlv::encode;
-use vitale_bridge::error::Reason;
+use vitale_bridge::protocol::Reason;
 use vitale_bridge::sim::VirtualCard;
 use vitale_support::*;
 

@@ -5,7 +5,7 @@
 use vitale_bridge::card::vitale::{self, ReadPath};
 use vitale_bridge::card::{self, CardError, CardType, ChannelError, Identity, ReadContext};
 use vitale_bridge::codec::{date, latin1, nir};
-use vitale_bridge::error::Reason;
+use vitale_bridge::protocol::Reason;
 use vitale_bridge::sim::SimChannel;
 use vitale_bridge::sim::card_model::{CardDescription, Hostile, ReadPaths, T0Mode, VirtualVitale};
 

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::{Value, json};
-use vitale_bridge::bus::{ReaderKind, Update};
 use vitale_bridge::card::CardType;
+use vitale_bridge::protocol::ReaderKind;
 use vitale_bridge::server::ServerConfig;
+use vitale_bridge::transport::Update;
 use ws_harness::{Server, TestBackend, assert_no_secrets, cfg};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

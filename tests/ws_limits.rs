@@ -12,8 +12,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use vitale_bridge::bus::{ReaderKind, Update};
+use vitale_bridge::protocol::ReaderKind;
 use vitale_bridge::server::ServerConfig;
+use vitale_bridge::transport::Update;
 use ws_harness::{Server, WAIT, cfg, close_code};
 
 fn add_reader(server: &Server, i: usize, name_len: usize) {

@@ -9,9 +9,10 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use vitale_bridge::bus::ops::origin_binding;
-use vitale_bridge::bus::{ReaderKind, Service, ServiceState, Update};
 use vitale_bridge::card::CardType;
+use vitale_bridge::card::phone::origin_binding;
+use vitale_bridge::protocol::{ReaderKind, Service, ServiceState};
+use vitale_bridge::transport::Update;
 use ws_harness::{Server, TestBackend, cfg};
 
 fn error_of(resp: &Value) -> (i64, Option<String>) {

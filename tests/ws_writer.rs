@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
-use vitale_bridge::bus::{ReaderKind, Update};
+use vitale_bridge::protocol::ReaderKind;
+use vitale_bridge::transport::Update;
 use ws_harness::{Server, WAIT, cfg};
 
 /// A masked client text frame (mask 0 keeps the payload readable).

@@ -4,7 +4,7 @@
 
 use vitale_bridge::card::{self, CardType, ReadContext};
 use vitale_bridge::codec::tlv;
-use vitale_bridge::server::rpc::{self, Incoming};
+use vitale_bridge::protocol::rpc::{self, Incoming};
 use vitale_bridge::sim::pn532::frame::{self, Decoded, Frame};
 use vitale_bridge::sim::{SimChannel, VirtualCard};
 

@@ -9,97 +9,21 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
-use super::event::{
-    Card, Empty, Event, EventKind, IdentityFailure, Inserted, Progress, Reader, ReaderKind,
-    ReaderState, Service, ServiceChange, ServiceState, Signature, now_rfc3339,
-};
-use super::handle::ReaderHandle;
 use super::metrics::{self, Metrics};
 use super::scope::{ScopedIdentity, Scopes, View};
-use super::wiped::WipedJson;
-use crate::card::{CardType, Identity};
-use crate::error::ProtocolError;
-
-/// A state change reported by a backend.
-#[derive(Debug)]
-pub enum Update {
-    /// A reader appeared; `handle` reaches its backend thread for card work.
-    ReaderAdded {
-        /// Stable id.
-        id: String,
-        /// Human name.
-        name: String,
-        /// Attachment.
-        kind: ReaderKind,
-        /// Contactless.
-        contactless: bool,
-        /// Command channel, if the backend accepts card work.
-        handle: Option<ReaderHandle>,
-    },
-    /// A reader went away (a present card is removed first).
-    ReaderRemoved {
-        /// Reader id.
-        reader: String,
-    },
-    /// A card arrived (an earlier card still registered is removed first).
-    CardInserted {
-        /// Reader id.
-        reader: String,
-        /// Raw ATR.
-        atr: Vec<u8>,
-        /// Detected type.
-        card_type: CardType,
-    },
-    /// A read progressed.
-    CardReading {
-        /// Reader id.
-        reader: String,
-        /// Step from 1.
-        step: u32,
-        /// Total.
-        total: u32,
-    },
-    /// A read succeeded (ignored if the card has gone meanwhile).
-    IdentityRead {
-        /// Reader id.
-        reader: String,
-        /// The identity.
-        identity: Arc<Identity>,
-        /// How long the read took on the card (for the read-duration metric).
-        elapsed: Duration,
-    },
-    /// A read failed (ignored if the card has gone meanwhile).
-    IdentityError {
-        /// Reader id.
-        reader: String,
-        /// Why.
-        error: ProtocolError,
-    },
-    /// The card went away; its identity is dropped.
-    CardRemoved {
-        /// Reader id.
-        reader: String,
-    },
-    /// A phone signature was produced and verified.
-    SignatureCompleted {
-        /// The verified signature.
-        signature: Arc<Signature>,
-    },
-    /// A service changed state. For NFC, `detail` is the device connstring.
-    ServiceChanged {
-        /// Which service.
-        service: Service,
-        /// New state.
-        state: ServiceState,
-        /// Connstring (NFC) or explanation (PC/SC).
-        detail: String,
-    },
-}
+use crate::protocol::WipedJson;
+use crate::protocol::event::REDACTED;
+use crate::protocol::event::{
+    Card, Empty, Event, EventKind, IdentityFailure, Inserted, Progress, Reader, ReaderState,
+    Service, ServiceChange, ServiceState, now_rfc3339,
+};
+use crate::protocol::rpc::EventNotification;
+use crate::transport::{EventSink, ReaderHandle, Update};
 
 /// One serialized `event` notification, shared by every subscriber of a view.
 #[derive(Debug, Clone)]
@@ -217,28 +141,6 @@ impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hub").finish_non_exhaustive()
     }
-}
-
-#[derive(Serialize)]
-struct NotificationBody<'a, P: Serialize> {
-    jsonrpc: &'static str,
-    method: &'static str,
-    params: &'a P,
-}
-
-#[derive(Serialize)]
-struct RedactedEvent<'a> {
-    seq: u64,
-    time: &'a str,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    data: Redacted,
-    reader: &'a Option<String>,
-}
-
-#[derive(Serialize)]
-struct Redacted {
-    redacted: bool,
 }
 
 impl Hub {
@@ -412,6 +314,9 @@ impl Hub {
                     EventKind::SignatureCompleted(signature),
                 );
             }
+            Update::NfcOpening { connstring } => {
+                st.nfc.entry(connstring).or_insert(NfcState::Opening);
+            }
             Update::ServiceChanged {
                 service,
                 state,
@@ -531,15 +436,6 @@ impl Hub {
         self.lock().pcsc = status;
     }
 
-    /// Lists a configured NFC device as `opening` (no event: `service.changed` says
-    /// up or down once its thread knows).
-    pub fn nfc_opening(&self, connstring: &str) {
-        self.lock()
-            .nfc
-            .entry(connstring.to_owned())
-            .or_insert(NfcState::Opening);
-    }
-
     /// The open-connection counter the server maintains.
     pub fn clients(&self) -> &AtomicUsize {
         &self.clients
@@ -602,6 +498,12 @@ fn remove_card(st: &mut State, reader: &str) {
         Some(reader.to_string()),
         EventKind::CardRemoved(Empty {}),
     );
+}
+
+impl EventSink for Hub {
+    fn publish(&self, update: Update) {
+        Hub::publish(self, update);
+    }
 }
 
 fn emit(st: &mut State, reader: Option<String>, kind: EventKind) {
@@ -707,28 +609,13 @@ impl<'a> Views<'a> {
         let event = self.event;
         self.redacted
             .get_or_insert_with(|| {
-                let body = RedactedEvent {
-                    seq: event.seq,
-                    time: &event.time,
-                    kind: event.kind.type_name(),
-                    data: Redacted { redacted: true },
-                    reader: &event.reader,
-                };
-                encode_or_placeholder(&NotificationBody {
-                    jsonrpc: "2.0",
-                    method: "event",
-                    params: &body,
-                })
+                encode_or_placeholder(&EventNotification::new(&event.with_data(REDACTED)))
             })
             .clone()
     }
 
     fn encode_full(&mut self) -> WipedJson {
-        match WipedJson::encode(&NotificationBody {
-            jsonrpc: "2.0",
-            method: "event",
-            params: self.event,
-        }) {
+        match WipedJson::encode(&EventNotification::new(self.event)) {
             Ok(s) => s,
             // Never expected; the event still goes out, without its data, so no
             // subscriber sees a gap in `seq`.
@@ -743,18 +630,8 @@ impl<'a> Views<'a> {
         let EventKind::IdentityRead(identity) = &self.event.kind else {
             return self.encode_full();
         };
-        let body = ScopedEvent {
-            seq: self.event.seq,
-            time: &self.event.time,
-            kind: self.event.kind.type_name(),
-            data: ScopedIdentity(identity, scopes),
-            reader: &self.event.reader,
-        };
-        match WipedJson::encode(&NotificationBody {
-            jsonrpc: "2.0",
-            method: "event",
-            params: &body,
-        }) {
+        let scoped = self.event.with_data(ScopedIdentity(identity, scopes));
+        match WipedJson::encode(&EventNotification::new(&scoped)) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "event serialization failed; sending it redacted");
@@ -762,16 +639,6 @@ impl<'a> Views<'a> {
             }
         }
     }
-}
-
-#[derive(Serialize)]
-struct ScopedEvent<'a> {
-    seq: u64,
-    time: &'a str,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    data: ScopedIdentity<'a>,
-    reader: &'a Option<String>,
 }
 
 /// The redacted form is numbers and fixed strings; it cannot fail, but a fixed text
@@ -784,7 +651,11 @@ fn encode_or_placeholder<T: Serialize>(v: &T) -> WipedJson {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::card::{CardType, Identity};
+    use crate::protocol::{ProtocolError, ReaderKind, Signature};
 
     fn add(hub: &Hub, id: &str) {
         hub.publish(Update::ReaderAdded {
@@ -826,7 +697,9 @@ mod tests {
     fn configured_nfc_devices_are_listed_opening_until_their_thread_reports() {
         let hub = Hub::new(PcscStatus::Disabled);
         let mut sub = hub.subscribe(16, false);
-        hub.nfc_opening("pn532_uart:/dev/ttyUSB0");
+        hub.publish(Update::NfcOpening {
+            connstring: "pn532_uart:/dev/ttyUSB0".into(),
+        });
         let state = |hub: &Hub| {
             let st = hub.status();
             assert_eq!(st.nfc.len(), 1);
@@ -848,7 +721,9 @@ mod tests {
         }
         assert_eq!(seqs(&mut sub.rx), vec![1, 2], "down, then up");
         // A device that already reported is not set back to opening.
-        hub.nfc_opening("pn532_uart:/dev/ttyUSB0");
+        hub.publish(Update::NfcOpening {
+            connstring: "pn532_uart:/dev/ttyUSB0".into(),
+        });
         assert_eq!(state(&hub), NfcState::Up);
     }
 
@@ -859,7 +734,7 @@ mod tests {
         let mut sub = hub.subscribe(16, false);
         hub.publish(Update::IdentityError {
             reader: "sim:0".into(),
-            error: ProtocolError::new(crate::error::Reason::CardMute, "x"),
+            error: ProtocolError::new(crate::protocol::Reason::CardMute, "x"),
         });
         hub.publish(Update::CardRemoved {
             reader: "sim:0".into(),
@@ -930,7 +805,7 @@ mod tests {
         });
         hub.publish(Update::IdentityError {
             reader: "sim:0".into(),
-            error: ProtocolError::new(crate::error::Reason::CardMute, "x"),
+            error: ProtocolError::new(crate::protocol::Reason::CardMute, "x"),
         });
         // Outcomes for a card that has gone are not events, so not counted either.
         hub.publish(Update::IdentityRead {
@@ -940,7 +815,7 @@ mod tests {
         });
         hub.publish(Update::IdentityError {
             reader: "sim:1".into(),
-            error: ProtocolError::new(crate::error::Reason::CardRemoved, "x"),
+            error: ProtocolError::new(crate::protocol::Reason::CardRemoved, "x"),
         });
         hub.publish(Update::ReaderRemoved {
             reader: "sim:1".into(),

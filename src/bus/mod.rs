@@ -3,19 +3,11 @@
 //! `subscribe` snapshots, the card operations clients ask for, and the identity-free
 //! counters behind `GET /metrics`.
 
-pub mod event;
-pub mod handle;
 pub mod hub;
 pub mod metrics;
 pub mod ops;
 pub mod scope;
-pub mod wiped;
 
-pub use event::{
-    Card, Event, EventKind, Reader, ReaderKind, ReaderState, Service, ServiceState, Signature,
-};
-pub use handle::{ReaderHandle, ReaderRequest};
-pub use hub::{Hub, NfcState, Notification, PcscStatus, StatusSnapshot, Subscription, Update};
+pub use hub::{Hub, NfcState, Notification, PcscStatus, StatusSnapshot, Subscription};
 pub use metrics::Metrics;
 pub use scope::{ScopedIdentity, ScopedReader, Scopes, View};
-pub use wiped::WipedJson;

@@ -6,14 +6,14 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
-use super::event::Signature;
-use super::handle::ReaderRequest;
-use super::hub::{Hub, Update};
+use super::hub::Hub;
+use crate::card::phone::origin_binding;
 use crate::card::{CardType, Identity};
-use crate::error::{ProtocolError, Reason};
+use crate::protocol::event::Signature;
+use crate::protocol::{ProtocolError, Reason};
+use crate::transport::{ReaderHandle, ReaderRequest, Update};
 
 /// How long a request waits for its turn on a busy reader (product.md §4.5).
 pub const TURN_WAIT: Duration = Duration::from_secs(10);
@@ -21,17 +21,6 @@ pub const TURN_WAIT: Duration = Duration::from_secs(10);
 pub const READ_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a signature may take (the holder confirms on the phone).
 pub const SIGN_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The origin-bound message and digest of product.md §4.3:
-/// `message = SHA-256(origin) ‖ SHA-256(challenge)`, `digest = SHA-256(message)`.
-pub fn origin_binding(origin: &str, challenge: &[u8]) -> ([u8; 64], [u8; 32]) {
-    let mut message = [0u8; 64];
-    message[..32].copy_from_slice(&Sha256::digest(origin.as_bytes()));
-    message[32..].copy_from_slice(&Sha256::digest(challenge));
-    let mut digest = [0u8; 32];
-    digest.copy_from_slice(&Sha256::digest(message));
-    (message, digest)
-}
 
 impl Hub {
     /// `card.read`: the cached identity of the present card, or a read on the reader's
@@ -94,6 +83,7 @@ impl Hub {
         let verified = await_reply(rx, SIGN_TIMEOUT).await.and_then(|outcome| {
             crate::card::phone::verify(&outcome.public_key, &message, &outcome.signature)
                 .map(|()| outcome)
+                .map_err(ProtocolError::from)
         });
         self.metrics().signature(verified.is_ok());
         let outcome = verified?;
@@ -121,7 +111,7 @@ impl Hub {
         &self,
         reader: &str,
         accept: impl FnOnce(CardType) -> Result<(), ProtocolError>,
-    ) -> Result<super::ReaderHandle, ProtocolError> {
+    ) -> Result<ReaderHandle, ProtocolError> {
         let (r, handle) = self.reader(reader).ok_or_else(|| {
             ProtocolError::new(
                 Reason::ReaderNotFound,
@@ -176,22 +166,4 @@ fn gone() -> ProtocolError {
         Reason::CardRemoved,
         "the reader's backend stopped before answering (card or reader removed)",
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn binding_depends_on_origin_and_challenge() {
-        let (m1, d1) = origin_binding("https://a.example", b"0123456789abcdef0123456789abcdef");
-        let (_, d2) = origin_binding("https://b.example", b"0123456789abcdef0123456789abcdef");
-        let (_, d3) = origin_binding("https://a.example", b"0123456789abcdef0123456789abcdeF");
-        assert_ne!(d1, d2);
-        assert_ne!(d1, d3);
-        let direct: [u8; 32] = Sha256::digest(m1).into();
-        assert_eq!(d1, direct);
-        let origin_hash: [u8; 32] = Sha256::digest(b"https://a.example").into();
-        assert_eq!(&m1[..32], &origin_hash);
-    }
 }

@@ -18,8 +18,8 @@
 
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 
-use super::event::{Card, Reader};
 use crate::card::{Beneficiary, Identity};
+use crate::protocol::event::{Card, Reader};
 
 /// A set of scopes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -211,8 +211,8 @@ impl Serialize for ScopedCard<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bus::event::{ReaderKind, ReaderState};
     use crate::card::{ApcvInfo, CardType, Environment, Ins, Sensitive, Source};
+    use crate::protocol::event::{ReaderKind, ReaderState};
     use serde_json::{Value, json};
     use std::sync::Arc;
 

@@ -1,7 +1,7 @@
-//! Errors of the card-logic layer and their mapping to protocol reasons.
+//! Errors of the card-logic layer. Their protocol reasons are assigned one layer up,
+//! in [`crate::protocol::error`], so card logic never depends on the wire.
 
 use super::ChannelError;
-use crate::error::{ProtocolError, Reason};
 
 /// Why reading or signing failed at the card-logic level.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,31 +37,7 @@ pub enum CardError {
     /// Signing is not something this card does.
     #[error("this card cannot sign")]
     SignUnsupported,
-}
-
-impl CardError {
-    /// The protocol reason for this error.
-    pub fn reason(&self) -> Reason {
-        match self {
-            CardError::Channel(ChannelError::Removed) => Reason::CardRemoved,
-            CardError::Channel(ChannelError::Reset) => Reason::CardRemoved,
-            CardError::Channel(ChannelError::Mute) => Reason::CardMute,
-            CardError::Channel(ChannelError::Busy) => Reason::ReaderBusy,
-            CardError::Channel(ChannelError::ServiceDown(_)) => Reason::ServiceUnavailable,
-            CardError::Channel(ChannelError::Transport(_)) => Reason::CardMute,
-            CardError::Mute(_) => Reason::CardMute,
-            CardError::Unsupported(_) => Reason::CardUnsupported,
-            CardError::Malformed(_) => Reason::CardUnsupported,
-            CardError::Status { .. } => Reason::CardUnsupported,
-            CardError::UserRefused => Reason::UserRefused,
-            CardError::Locked => Reason::CardLocked,
-            CardError::SignUnsupported => Reason::SignUnsupported,
-        }
-    }
-}
-
-impl From<CardError> for ProtocolError {
-    fn from(e: CardError) -> Self {
-        ProtocolError::new(e.reason(), e.to_string())
-    }
+    /// A phone's signature does not verify; the text says which check failed.
+    #[error("the phone's signature does not verify: {0}")]
+    Verification(&'static str),
 }

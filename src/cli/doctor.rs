@@ -240,7 +240,7 @@ mod tests {
     fn busy_port_is_reported() {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind");
         let cfg = Config {
-            listen: l.local_addr().expect("addr"),
+            listen: crate::config::Listen(l.local_addr().expect("addr")),
             ..Config::default()
         };
         // Nothing answers HTTP on it: another program.

@@ -93,24 +93,28 @@ pub enum SimCommand {
 impl CommonArgs {
     /// The flags as the last configuration layer.
     pub fn layer(&self) -> Layer {
-        let mut layer = Layer {
-            listen: self.listen.clone(),
-            ..Layer::default()
-        };
+        let mut layer = Layer::default();
+        if let Some(listen) = &self.listen {
+            layer.set("listen", listen.as_str());
+        }
         if !self.allow_origin.is_empty() {
-            layer.allowed_origins = Some(self.allow_origin.clone());
+            layer.set("allowed_origins", self.allow_origin.clone());
         }
         if !self.nfc.is_empty() {
-            layer.nfc.devices = Some(self.nfc.clone());
+            layer.set("nfc.devices", self.nfc.clone());
         }
         if self.no_pcsc {
-            layer.pcsc.enabled = Some(false);
+            layer.set("pcsc.enabled", false);
         }
         if self.no_nfc {
-            layer.nfc.enabled = Some(false);
+            layer.set("nfc.enabled", false);
         }
-        layer.log.level = self.log_level.clone();
-        layer.demo.interval_ms = self.demo_interval_ms;
+        if let Some(level) = &self.log_level {
+            layer.set("log.level", level.as_str());
+        }
+        if let Some(ms) = self.demo_interval_ms {
+            layer.set("demo.interval_ms", i64::try_from(ms).unwrap_or(i64::MAX));
+        }
         layer
     }
 

@@ -8,9 +8,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::rpc::RpcError;
-use crate::bus::{Hub, Reader, ScopedReader, Scopes};
-use crate::error::{ProtocolError, Reason};
+use crate::bus::{Hub, ScopedReader, Scopes};
+use crate::protocol::Reader;
+use crate::protocol::rpc::RpcError;
+use crate::protocol::{ProtocolError, Reason};
 
 /// Protocol version this server speaks.
 pub const PROTOCOL: u64 = 1;
@@ -210,7 +211,7 @@ pub fn sign_not_permitted() -> RpcError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::rpc::{INVALID_PARAMS, METHOD_NOT_FOUND};
+    use crate::protocol::rpc::{INVALID_PARAMS, METHOD_NOT_FOUND};
 
     fn map(v: Value) -> Map<String, Value> {
         match v {

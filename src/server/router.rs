@@ -264,10 +264,10 @@ fn metrics(ctx: &Ctx, head: &Head, addr: SocketAddr, port: u16) -> Route {
         tracing::info!(peer = %addr, origin = ?origins, reason = refusal.as_str(), "rejected metrics request");
         return Route::Respond(http::error_response(403, refusal.as_str()));
     }
-    let body = crate::bus::metrics::render(&ctx.hub.metrics_sample());
+    let body = super::metrics::render(&ctx.hub.metrics_sample());
     Route::Respond(http::response(
         200,
-        crate::bus::metrics::CONTENT_TYPE,
+        super::metrics::CONTENT_TYPE,
         &[],
         body.as_bytes(),
     ))

@@ -35,11 +35,12 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use super::handshake::Peer;
 use super::limits::{ClientSlot, TokenBucket};
 use super::methods::{self, Call};
-use super::rpc::{self, Incoming, RpcError};
 use super::writer::{Closing, Flushed, Outbox};
 use super::{Ctx, ServerConfig};
-use crate::bus::{Notification, ScopedIdentity, Scopes, WipedJson};
-use crate::error::{ProtocolError, Reason};
+use crate::bus::{Notification, ScopedIdentity, Scopes};
+use crate::protocol::WipedJson;
+use crate::protocol::rpc::{self, Incoming, RpcError};
+use crate::protocol::{ProtocolError, Reason};
 
 /// Queued buffers beyond which the session stops reading requests: the client is not
 /// taking its responses, so TCP pushes back on it instead of memory growing here.

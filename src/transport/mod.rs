@@ -1,11 +1,17 @@
 //! Hardware backends and simulated readers. Each backend runs its blocking work on its
-//! own threads, talks to cards through a [`crate::card::CardChannel`], and reports to
-//! the [`crate::bus::Hub`]; [`worker`] holds the card handling they all share.
+//! own threads, talks to cards through a [`crate::card::CardChannel`], and reports
+//! through the [`EventSink`] it is given (the bus implements it); [`worker`] holds the
+//! card handling they all share, [`handle`] the command side of a reader.
 
+pub mod handle;
 pub mod nfc;
 pub mod pcsc;
 pub mod sim;
+pub mod sink;
 pub mod worker;
+
+pub use handle::{ReaderHandle, ReaderRequest};
+pub use sink::{EventSink, Update};
 
 /// A running backend, as the daemon holds it.
 pub trait Backend: Send {

@@ -16,11 +16,12 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::{Backend, worker};
-use crate::bus::{Hub, ReaderHandle, ReaderKind, ReaderRequest, Update};
 use crate::card::{CardChannel, CardType, Environment, ReadContext};
+use crate::protocol::ReaderKind;
 use crate::sim::card_model::VirtualVitale;
 use crate::sim::phone::{PhoneDescription, VirtualPhone};
 use crate::sim::{SimChannel, VirtualCard};
+use crate::transport::{EventSink, ReaderHandle, ReaderRequest, Update};
 
 /// Demo timing and profile.
 #[derive(Debug, Clone)]
@@ -32,7 +33,7 @@ pub struct DemoOptions {
 }
 
 /// Starts the simulated readers.
-pub fn spawn_demo(hub: Arc<Hub>, opts: DemoOptions) -> Box<dyn Backend> {
+pub fn spawn_demo(sink: Arc<dyn EventSink>, opts: DemoOptions) -> Box<dyn Backend> {
     let (stop, stopped) = watch::channel(false);
     let i = opts.interval;
     // The card is in sim:0 from 1·i to 3·i, the phone on sim:1 from 3·i to 5·i;
@@ -59,14 +60,14 @@ pub fn spawn_demo(hub: Arc<Hub>, opts: DemoOptions) -> Box<dyn Backend> {
     ];
     let mut threads = Vec::new();
     for reader in readers {
-        let hub = hub.clone();
+        let sink = sink.clone();
         let stopped = stopped.clone();
         let aid = opts.apcv_aid.clone();
         let id = reader.id;
         let name = format!("vb-{}", id.replace(':', ""));
         match std::thread::Builder::new()
             .name(name)
-            .spawn(move || reader.run(hub, aid, stopped))
+            .spawn(move || reader.run(sink, aid, stopped))
         {
             Ok(t) => threads.push(t),
             Err(e) => {
@@ -131,7 +132,7 @@ struct SimReader {
 impl SimReader {
     /// The reader thread: its own single-threaded runtime so that waiting for a
     /// request, the next demo step and the stop signal is one `select!`.
-    fn run(self, hub: Arc<Hub>, apcv_aid: Vec<u8>, stopped: watch::Receiver<bool>) {
+    fn run(self, sink: Arc<dyn EventSink>, apcv_aid: Vec<u8>, stopped: watch::Receiver<bool>) {
         let rt = match tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
@@ -143,7 +144,7 @@ impl SimReader {
             }
         };
         let (handle, rx) = ReaderHandle::channel();
-        hub.publish(Update::ReaderAdded {
+        sink.publish(Update::ReaderAdded {
             id: self.id.into(),
             name: self.name.into(),
             kind: ReaderKind::Simulated,
@@ -155,12 +156,12 @@ impl SimReader {
             apcv_aid,
             environment: Some(Environment::Demo),
         };
-        rt.block_on(self.serve(&hub, &ctx, rx, stopped));
+        rt.block_on(self.serve(&sink, &ctx, rx, stopped));
     }
 
     async fn serve(
         &self,
-        hub: &Hub,
+        sink: &dyn EventSink,
         ctx: &ReadContext,
         mut rx: mpsc::Receiver<ReaderRequest>,
         mut stopped: watch::Receiver<bool>,
@@ -176,19 +177,19 @@ impl SimReader {
                         let present = card
                             .as_mut()
                             .map(|(ch, t)| (ch as &mut dyn CardChannel, *t));
-                        worker::serve(hub, ctx, present, req);
+                        worker::serve(sink, ctx, present, req);
                     }
                     None => break,
                 },
                 _ = tokio::time::sleep_until(next) => {
                     if card.take().is_some() {
                         tracing::debug!(reader = self.id, "demo: card removed");
-                        hub.publish(Update::CardRemoved { reader: self.id.into() });
+                        sink.publish(Update::CardRemoved { reader: self.id.into() });
                         next = Instant::now() + self.absent;
                     } else {
                         tracing::debug!(reader = self.id, "demo: card inserted");
                         let mut channel = SimChannel::new(AnyCard((self.make)(&ctx.apcv_aid)), self.contactless);
-                        let card_type = worker::on_inserted(hub, ctx, &mut channel);
+                        let card_type = worker::on_inserted(sink, ctx, &mut channel);
                         card = Some((channel, card_type));
                         next = Instant::now() + self.present;
                     }
@@ -218,38 +219,43 @@ fn demo_phone(apcv_aid: &[u8]) -> Box<dyn VirtualCard> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+    use std::sync::mpsc as std_mpsc;
+
     use super::*;
 
-    #[tokio::test]
-    async fn demo_cycles_and_stops_promptly() {
-        let hub = Hub::new(crate::bus::PcscStatus::Disabled);
-        let mut sub = hub.subscribe(1024, false);
+    /// Hands every update to the test thread, as the bus would take it.
+    struct Recorder(Mutex<std_mpsc::Sender<Update>>);
+
+    impl EventSink for Recorder {
+        fn publish(&self, update: Update) {
+            let _ = self.0.lock().map(|tx| tx.send(update));
+        }
+    }
+
+    #[test]
+    fn demo_cycles_and_stops_promptly() {
+        let (tx, rx) = std_mpsc::channel();
         let demo = spawn_demo(
-            hub.clone(),
+            Arc::new(Recorder(Mutex::new(tx))),
             DemoOptions {
                 interval: Duration::from_millis(20),
                 apcv_aid: b"\xF0vbridge\x01".to_vec(),
             },
         );
-        let mut seen: Vec<String> = Vec::new();
-        let read_on = |seen: &[String], id: &str| {
-            seen.iter().any(|t| {
-                t.contains("\"identity.read\"") && t.contains(&format!("\"reader\":\"{id}\""))
-            })
-        };
-        while !(read_on(&seen, "sim:0") && read_on(&seen, "sim:1")) {
-            let n = tokio::time::timeout(Duration::from_secs(20), sub.rx.recv())
-                .await
-                .unwrap_or_else(|_| panic!("demo stalled after {seen:?}"))
-                .expect("hub alive");
-            seen.push(n.json.to_string());
+        // Held like the registry holds them: a reader whose handle is dropped stops.
+        let mut added: Vec<(String, Option<ReaderHandle>)> = Vec::new();
+        let mut read: Vec<String> = Vec::new();
+        while !(read.iter().any(|r| r == "sim:0") && read.iter().any(|r| r == "sim:1")) {
+            match rx.recv_timeout(Duration::from_secs(20)) {
+                Ok(Update::ReaderAdded { id, handle, .. }) => added.push((id, handle)),
+                Ok(Update::IdentityRead { reader, .. }) => read.push(reader),
+                Ok(_) => {}
+                Err(e) => panic!("demo stalled ({e}) after reads {read:?}"),
+            }
         }
         for id in ["sim:0", "sim:1"] {
-            assert!(
-                seen.iter()
-                    .any(|t| t.contains("\"reader.added\"") && t.contains(id)),
-                "{id} announced"
-            );
+            assert!(added.iter().any(|(a, _)| a == id), "{id} announced");
         }
         let started = std::time::Instant::now();
         demo.shutdown();

@@ -6,24 +6,28 @@
 
 use std::sync::Arc;
 
-use crate::bus::{Hub, ReaderRequest, Update};
 use crate::card::{self, CardChannel, CardError, CardType, Identity, ReadContext};
-use crate::error::{ProtocolError, Reason};
+use crate::protocol::{ProtocolError, Reason};
+use crate::transport::{EventSink, ReaderRequest, Update};
 
 /// Handles a freshly connected card: detection, `card.inserted`, and for readable
 /// types an automatic read (`card.reading` … `identity.read` or `identity.error`).
 /// Returns the detected type for later requests.
-pub fn on_inserted(hub: &Hub, ctx: &ReadContext, channel: &mut dyn CardChannel) -> CardType {
+pub fn on_inserted(
+    sink: &dyn EventSink,
+    ctx: &ReadContext,
+    channel: &mut dyn CardChannel,
+) -> CardType {
     let card_type = match card::detect(channel, ctx) {
         Ok(t) => t,
         Err(e) => {
             tracing::info!(reader = %ctx.reader, error = %e, "card detection failed");
-            hub.publish(Update::CardInserted {
+            sink.publish(Update::CardInserted {
                 reader: ctx.reader.clone(),
                 atr: channel.atr().to_vec(),
                 card_type: CardType::Unknown,
             });
-            hub.publish(Update::IdentityError {
+            sink.publish(Update::IdentityError {
                 reader: ctx.reader.clone(),
                 error: e.into(),
             });
@@ -31,18 +35,18 @@ pub fn on_inserted(hub: &Hub, ctx: &ReadContext, channel: &mut dyn CardChannel) 
         }
     };
     tracing::info!(reader = %ctx.reader, atr = %hex::encode_upper(channel.atr()), ?card_type, "card inserted");
-    hub.publish(Update::CardInserted {
+    sink.publish(Update::CardInserted {
         reader: ctx.reader.clone(),
         atr: channel.atr().to_vec(),
         card_type,
     });
     match card_type {
         CardType::Vitale2 | CardType::Apcv => {
-            let _ = read(hub, ctx, channel, card_type);
+            let _ = read(sink, ctx, channel, card_type);
         }
         CardType::Vitale1 => {
             if let Err(e) = card::read_identity(channel, card_type, ctx, &mut |_, _| {}) {
-                hub.publish(Update::IdentityError {
+                sink.publish(Update::IdentityError {
                     reader: ctx.reader.clone(),
                     error: e.into(),
                 });
@@ -56,14 +60,14 @@ pub fn on_inserted(hub: &Hub, ctx: &ReadContext, channel: &mut dyn CardChannel) 
 
 /// Reads the card, publishing progress and the outcome.
 pub fn read(
-    hub: &Hub,
+    sink: &dyn EventSink,
     ctx: &ReadContext,
     channel: &mut dyn CardChannel,
     card_type: CardType,
 ) -> Result<Arc<Identity>, ProtocolError> {
     let started = std::time::Instant::now();
     let mut progress = |step, total| {
-        hub.publish(Update::CardReading {
+        sink.publish(Update::CardReading {
             reader: ctx.reader.clone(),
             step,
             total,
@@ -84,7 +88,7 @@ pub fn read(
                 "identity read"
             );
             let identity = Arc::new(identity);
-            hub.publish(Update::IdentityRead {
+            sink.publish(Update::IdentityRead {
                 reader: ctx.reader.clone(),
                 identity: identity.clone(),
                 elapsed: started.elapsed(),
@@ -94,7 +98,7 @@ pub fn read(
         Err(e) => {
             tracing::info!(reader = %ctx.reader, error = %e, "identity read failed");
             let error: ProtocolError = e.into();
-            hub.publish(Update::IdentityError {
+            sink.publish(Update::IdentityError {
                 reader: ctx.reader.clone(),
                 error: error.clone(),
             });
@@ -106,7 +110,7 @@ pub fn read(
 /// Serves one client request on the backend thread. `card` is the present card's
 /// channel and type, or `None` when the reader is empty.
 pub fn serve(
-    hub: &Hub,
+    sink: &dyn EventSink,
     ctx: &ReadContext,
     card: Option<(&mut dyn CardChannel, CardType)>,
     request: ReaderRequest,
@@ -114,7 +118,7 @@ pub fn serve(
     match request {
         ReaderRequest::Read { reply } => {
             let result = match card {
-                Some((channel, card_type)) => read(hub, ctx, channel, card_type),
+                Some((channel, card_type)) => read(sink, ctx, channel, card_type),
                 None => Err(no_card(ctx)),
             };
             let _ = reply.send(result);

@@ -15,11 +15,13 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use vitale_bridge::bus::{Hub, PcscStatus, ReaderHandle, ReaderKind, ReaderRequest, Update};
+use vitale_bridge::bus::{Hub, PcscStatus};
 use vitale_bridge::card::{
     Beneficiary, CardType, Environment, Identity, Ins, Sensitive, SignOutcome, Source,
 };
+use vitale_bridge::protocol::ReaderKind;
 use vitale_bridge::server::{ServerConfig, serve};
+use vitale_bridge::transport::{ReaderHandle, ReaderRequest, Update};
 
 /// Longest any wait in these tests may take before failing.
 pub const WAIT: Duration = Duration::from_secs(20);

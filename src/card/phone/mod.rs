@@ -13,7 +13,7 @@ pub use reference_v1::{
     DEFAULT_AID, GET_IDENTITY, GET_PUBLIC_KEY, MAX_CONTEXT, ReferenceV1, SELECT_ANSWER,
     SIGN_HEADER, SW_LOCKED, SW_REFUSED,
 };
-pub use signature::verify;
+pub use signature::{origin_binding, verify};
 
 use super::apdu::transceive;
 use super::{CardChannel, CardError, Identity, ReadContext, SignOutcome};

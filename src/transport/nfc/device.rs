@@ -17,9 +17,10 @@ use nfc1::{BaudRate, Context, Device, Modulation, ModulationType, Property};
 
 use super::abort::Gate;
 use super::channel::NfcChannel;
-use crate::bus::{Hub, ReaderKind, ReaderRequest, Service, ServiceState, Update};
 use crate::card::{CardType, ReadContext};
+use crate::protocol::{ReaderKind, Service, ServiceState};
 use crate::transport::worker;
+use crate::transport::{EventSink, ReaderHandle, ReaderRequest, Update};
 
 /// SAK bit announcing ISO 14443-4 (the only targets a phone profile can talk to).
 const SAK_ISO14443_4: u8 = 0x20;
@@ -44,8 +45,8 @@ pub enum Msg {
 
 /// Everything one device thread needs.
 pub struct DeviceTask {
-    /// The hub.
-    pub hub: Arc<Hub>,
+    /// The sink.
+    pub sink: Arc<dyn EventSink>,
     /// libnfc connstring.
     pub connstring: String,
     /// Time between polls in the legacy host-poll mode.
@@ -108,13 +109,13 @@ impl DeviceTask {
                 }
             }
         }
-        self.hub.publish(Update::ReaderRemoved {
+        self.sink.publish(Update::ReaderRemoved {
             reader: self.ctx.reader.clone(),
         });
     }
 
     fn service(&self, state: ServiceState, detail: String) {
-        self.hub.publish(Update::ServiceChanged {
+        self.sink.publish(Update::ServiceChanged {
             service: Service::Nfc,
             state,
             detail,
@@ -150,7 +151,7 @@ impl DeviceTask {
                     Ok(Some(Found::Phone)) => {
                         let started = Instant::now();
                         let mut channel = NfcChannel::new(&mut device);
-                        let card_type = worker::on_inserted(&self.hub, &self.ctx, &mut channel);
+                        let card_type = worker::on_inserted(&self.sink, &self.ctx, &mut channel);
                         tracing::debug!(reader = %self.ctx.reader, ms = started.elapsed().as_millis() as u64, "tap handled");
                         present = Some(card_type);
                     }
@@ -190,7 +191,7 @@ impl DeviceTask {
             let mut serve = |req: ReaderRequest| {
                 let mut channel = NfcChannel::new(&mut device);
                 let card = card.map(|t| (&mut channel as &mut dyn crate::card::CardChannel, t));
-                worker::serve(&self.hub, &self.ctx, card, req);
+                worker::serve(&self.sink, &self.ctx, card, req);
             };
             if self.wait(period, Some(&mut serve)).is_err() {
                 self.removed(&mut present);
@@ -206,7 +207,7 @@ impl DeviceTask {
                 Ok(Msg::Request(req)) => {
                     let mut channel = NfcChannel::new(device);
                     let card = card.map(|t| (&mut channel as &mut dyn crate::card::CardChannel, t));
-                    worker::serve(&self.hub, &self.ctx, card, req);
+                    worker::serve(&self.sink, &self.ctx, card, req);
                 }
                 Ok(Msg::Stop) | Err(TryRecvError::Disconnected) => return Err(()),
                 Err(TryRecvError::Empty) => return Ok(()),
@@ -217,7 +218,7 @@ impl DeviceTask {
     fn removed(&self, present: &mut Option<CardType>) {
         if present.take().is_some() {
             tracing::info!(reader = %self.ctx.reader, "phone left the field");
-            self.hub.publish(Update::CardRemoved {
+            self.sink.publish(Update::CardRemoved {
                 reader: self.ctx.reader.clone(),
             });
         }
@@ -249,13 +250,8 @@ impl DeviceTask {
 }
 
 /// Registers the reader for `ctx`; returns nothing the thread must keep.
-pub fn add_reader(
-    hub: &Hub,
-    ctx: &ReadContext,
-    connstring: &str,
-    handle: crate::bus::ReaderHandle,
-) {
-    hub.publish(Update::ReaderAdded {
+pub fn add_reader(sink: &dyn EventSink, ctx: &ReadContext, connstring: &str, handle: ReaderHandle) {
+    sink.publish(Update::ReaderAdded {
         id: ctx.reader.clone(),
         name: connstring.to_string(),
         kind: ReaderKind::Nfc,

@@ -26,7 +26,7 @@ pub use doctor::diagnose;
 use self::abort::Gate;
 use self::device::{DeviceTask, Msg};
 use super::Backend;
-use crate::bus::{Hub, ReaderHandle};
+use super::{EventSink, ReaderHandle, Update};
 use crate::card::ReadContext;
 
 /// What the NFC backend needs from the configuration.
@@ -49,8 +49,8 @@ const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// How many devices a USB scan reports at most.
 const SCAN_MAX: usize = 16;
 
-/// Opens the devices, one thread each; phones are reported to `hub`.
-pub fn spawn(hub: Arc<Hub>, opts: NfcOptions) -> Box<dyn Backend> {
+/// Opens the devices, one thread each; phones are reported to `sink`.
+pub fn spawn(sink: Arc<dyn EventSink>, opts: NfcOptions) -> Box<dyn Backend> {
     let devices = if opts.devices.is_empty() {
         match list_devices() {
             Ok(found) => {
@@ -75,10 +75,12 @@ pub fn spawn(hub: Arc<Hub>, opts: NfcOptions) -> Box<dyn Backend> {
     // Listed before any thread runs, so `status` names every configured device from
     // the first connection on.
     for connstring in &devices {
-        hub.nfc_opening(connstring);
+        sink.publish(Update::NfcOpening {
+            connstring: connstring.clone(),
+        });
     }
     for connstring in devices {
-        match spawn_device(&hub, &opts, &connstring, stop.clone()) {
+        match spawn_device(&sink, &opts, &connstring, stop.clone()) {
             Ok(worker) => workers.push(worker),
             Err(e) => {
                 tracing::error!(device = %connstring, error = %e, "cannot start NFC device thread")
@@ -95,7 +97,7 @@ struct Worker {
 }
 
 fn spawn_device(
-    hub: &Arc<Hub>,
+    sink: &Arc<dyn EventSink>,
     opts: &NfcOptions,
     connstring: &str,
     stop: Arc<AtomicBool>,
@@ -108,9 +110,9 @@ fn spawn_device(
     let (tx, rx) = mpsc::channel();
     let (handle, mut requests) = ReaderHandle::channel();
     let gate = Arc::new(Gate::default());
-    // Bridge the hub's async request queue to the device thread; the chip may be
+    // Bridge the sink's async request queue to the device thread; the chip may be
     // waiting for a target, so end that wait to have the request served now. Ends
-    // when the hub drops the reader.
+    // when the sink drops the reader.
     let bridge_tx = tx.clone();
     let bridge_gate = gate.clone();
     std::thread::Builder::new()
@@ -123,9 +125,9 @@ fn spawn_device(
                 bridge_gate.abort_wait();
             }
         })?;
-    device::add_reader(hub, &ctx, connstring, handle);
+    device::add_reader(sink, &ctx, connstring, handle);
     let task = DeviceTask {
-        hub: hub.clone(),
+        sink: sink.clone(),
         connstring: connstring.to_string(),
         poll_interval: opts.poll_interval.max(Duration::from_millis(10)),
         host_poll: opts.host_poll,

@@ -22,7 +22,7 @@ pub mod reader;
 use std::sync::Arc;
 
 use super::{Backend, Check};
-use crate::bus::Hub;
+use crate::transport::EventSink;
 
 /// What the PC/SC backend needs from the configuration.
 #[derive(Debug, Clone)]
@@ -56,13 +56,13 @@ impl Backend for PcscBackend {
     }
 }
 
-/// Starts the monitor thread(s); readers and cards are reported to `hub`.
-pub fn spawn(hub: Arc<Hub>, opts: PcscOptions) -> Box<dyn Backend> {
+/// Starts the monitor thread(s); readers and cards are reported to `sink`.
+pub fn spawn(sink: Arc<dyn EventSink>, opts: PcscOptions) -> Box<dyn Backend> {
     let shared = Arc::new(monitor::Shared::default());
     let s = shared.clone();
     match std::thread::Builder::new()
         .name("pcsc-monitor".into())
-        .spawn(move || monitor::run(hub, opts, s))
+        .spawn(move || monitor::run(sink, opts, s))
     {
         Ok(t) => Box::new(PcscBackend {
             shared,

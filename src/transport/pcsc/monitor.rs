@@ -20,8 +20,9 @@ use pcsc::{Context, ReaderState, Scope, State};
 use super::PcscOptions;
 use super::channel::is_contactless_name;
 use super::reader::{Presence, Worker};
-use crate::bus::{Hub, ReaderHandle, ReaderKind, Service, ServiceState, Update};
 use crate::card::ReadContext;
+use crate::protocol::{ReaderKind, Service, ServiceState};
+use crate::transport::{EventSink, ReaderHandle, Update};
 
 /// Re-list readers this often as a safety net even with PnP notifications.
 const RELIST_PNP: Duration = Duration::from_secs(60);
@@ -87,7 +88,7 @@ enum End {
 }
 
 /// The monitor thread's body.
-pub fn run(hub: Arc<Hub>, opts: PcscOptions, shared: Arc<Shared>) {
+pub fn run(sink: Arc<dyn EventSink>, opts: PcscOptions, shared: Arc<Shared>) {
     let mut backoff = BACKOFF_FIRST;
     let mut down_reported = false;
     while !shared.stopping() {
@@ -96,7 +97,7 @@ pub fn run(hub: Arc<Hub>, opts: PcscOptions, shared: Arc<Shared>) {
             Err(e) => {
                 if !down_reported {
                     tracing::warn!(error = %e, "PC/SC service unavailable; retrying");
-                    publish_service(&hub, ServiceState::Down, format!("pcscd unavailable: {e}"));
+                    publish_service(&sink, ServiceState::Down, format!("pcscd unavailable: {e}"));
                     down_reported = true;
                 }
                 if shared.sleep(backoff) {
@@ -108,16 +109,16 @@ pub fn run(hub: Arc<Hub>, opts: PcscOptions, shared: Arc<Shared>) {
         };
         shared.set_ctx(Some(ctx.clone()));
         let mut readers = BTreeMap::new();
-        let end = watch(&hub, &opts, &ctx, &shared, &mut readers, &mut backoff);
+        let end = watch(&sink, &opts, &ctx, &shared, &mut readers, &mut backoff);
         shared.set_ctx(None);
         if let End::Lost(detail) = &end {
             tracing::warn!(detail, "PC/SC service lost");
-            publish_service(&hub, ServiceState::Down, detail.clone());
+            publish_service(&sink, ServiceState::Down, detail.clone());
             down_reported = true;
         }
         for (_, slot) in std::mem::take(&mut readers) {
             slot.worker.stop();
-            hub.publish(Update::ReaderRemoved { reader: slot.id });
+            sink.publish(Update::ReaderRemoved { reader: slot.id });
         }
         drop(ctx);
         match end {
@@ -132,8 +133,8 @@ pub fn run(hub: Arc<Hub>, opts: PcscOptions, shared: Arc<Shared>) {
     }
 }
 
-fn publish_service(hub: &Hub, state: ServiceState, detail: String) {
-    hub.publish(Update::ServiceChanged {
+fn publish_service(sink: &dyn EventSink, state: ServiceState, detail: String) {
+    sink.publish(Update::ServiceChanged {
         service: Service::Pcsc,
         state,
         detail,
@@ -155,7 +156,7 @@ fn is_service_loss(e: pcsc::Error) -> bool {
 }
 
 fn watch(
-    hub: &Arc<Hub>,
+    sink: &Arc<dyn EventSink>,
     opts: &PcscOptions,
     ctx: &Context,
     shared: &Shared,
@@ -170,9 +171,9 @@ fn watch(
         Ok(_) | Err(pcsc::Error::NoReadersAvailable) => {}
         Err(e) => return End::Lost(format!("listing readers failed: {e}")),
     }
-    publish_service(hub, ServiceState::Up, "pcscd reachable".into());
+    publish_service(sink, ServiceState::Up, "pcscd reachable".into());
     *backoff = BACKOFF_FIRST;
-    if let Err(e) = relist(hub, opts, ctx, readers, &mut states) {
+    if let Err(e) = relist(sink, opts, ctx, readers, &mut states) {
         return End::Lost(format!("listing readers failed: {e}"));
     }
     loop {
@@ -186,14 +187,14 @@ fn watch(
         match ctx.get_status_change(timeout, &mut states) {
             Ok(()) => {}
             Err(pcsc::Error::Timeout) => {
-                if let Err(e) = relist(hub, opts, ctx, readers, &mut states) {
+                if let Err(e) = relist(sink, opts, ctx, readers, &mut states) {
                     return End::Lost(format!("listing readers failed: {e}"));
                 }
                 continue;
             }
             Err(pcsc::Error::Cancelled) => continue,
             Err(pcsc::Error::UnknownReader) => {
-                if let Err(e) = relist(hub, opts, ctx, readers, &mut states) {
+                if let Err(e) = relist(sink, opts, ctx, readers, &mut states) {
                     return End::Lost(format!("listing readers failed: {e}"));
                 }
                 continue;
@@ -245,7 +246,7 @@ fn watch(
             }
             rs.sync_current_state();
         }
-        if need_relist && let Err(e) = relist(hub, opts, ctx, readers, &mut states) {
+        if need_relist && let Err(e) = relist(sink, opts, ctx, readers, &mut states) {
             return End::Lost(format!("listing readers failed: {e}"));
         }
     }
@@ -253,7 +254,7 @@ fn watch(
 
 /// Brings the reader set in line with pcscd's list.
 fn relist(
-    hub: &Arc<Hub>,
+    sink: &Arc<dyn EventSink>,
     opts: &PcscOptions,
     ctx: &Context,
     readers: &mut BTreeMap<CString, Slot>,
@@ -273,7 +274,7 @@ fn relist(
         if let Some(slot) = readers.remove(&name) {
             tracing::info!(reader = %slot.id, "reader removed");
             slot.worker.stop();
-            hub.publish(Update::ReaderRemoved { reader: slot.id });
+            sink.publish(Update::ReaderRemoved { reader: slot.id });
         }
         states.retain(|s| s.name() != name.as_c_str());
     }
@@ -290,7 +291,7 @@ fn relist(
             apcv_aid: opts.apcv_aid.clone(),
             environment: None,
         };
-        let worker = match Worker::spawn(hub.clone(), name.clone(), ctx_read, contactless, rx) {
+        let worker = match Worker::spawn(sink.clone(), name.clone(), ctx_read, contactless, rx) {
             Ok(w) => w,
             Err(e) => {
                 tracing::error!(reader = %id, error = %e, "cannot start reader thread");
@@ -298,7 +299,7 @@ fn relist(
             }
         };
         tracing::info!(reader = %id, contactless, "reader added");
-        hub.publish(Update::ReaderAdded {
+        sink.publish(Update::ReaderAdded {
             id: id.clone(),
             name: display,
             kind: ReaderKind::Pcsc,

@@ -15,10 +15,10 @@ use pcsc::{Context, Disposition, Protocols, Scope, ShareMode};
 use tokio::sync::mpsc;
 
 use super::channel::{PcscChannel, is_contactless_atr};
-use crate::bus::{Hub, ReaderRequest, Update};
 use crate::card::{CardType, ChannelError, ReadContext};
-use crate::error::{ProtocolError, Reason};
+use crate::protocol::{ProtocolError, Reason};
 use crate::transport::worker;
+use crate::transport::{EventSink, ReaderRequest, Update};
 
 /// How long an insertion or a request waits for a reader held exclusively elsewhere.
 pub const BUSY_WAIT: Duration = Duration::from_secs(3);
@@ -49,9 +49,9 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Starts the worker for reader `name`; `requests` comes from the hub's handle.
+    /// Starts the worker for reader `name`; `requests` comes from the sink's handle.
     pub fn spawn(
-        hub: Arc<Hub>,
+        sink: Arc<dyn EventSink>,
         name: CString,
         ctx: ReadContext,
         contactless: bool,
@@ -62,7 +62,7 @@ impl Worker {
             .name(format!("pcsc-reader-{}", ctx.reader))
             .spawn(move || {
                 let mut w = ReaderThread {
-                    hub,
+                    sink,
                     name,
                     ctx,
                     contactless,
@@ -100,7 +100,7 @@ struct Connected {
 }
 
 struct ReaderThread {
-    hub: Arc<Hub>,
+    sink: Arc<dyn EventSink>,
     name: CString,
     ctx: ReadContext,
     contactless: bool,
@@ -241,7 +241,7 @@ impl ReaderThread {
             let outcome = match card.transaction() {
                 Ok(tx) => {
                     let mut ch = channel(&self.pctx, &self.name, &tx, atr.clone(), contactless);
-                    let t = worker::on_inserted(&self.hub, &self.ctx, &mut ch);
+                    let t = worker::on_inserted(&self.sink, &self.ctx, &mut ch);
                     tracing::debug!(reader = %self.ctx.reader, apdus = ch.sent, "card handled");
                     let failure = ch.failure.take();
                     drop(ch);
@@ -283,12 +283,12 @@ impl ReaderThread {
     }
 
     fn announce(&self, atr: Vec<u8>, card_type: CardType, error: ProtocolError) {
-        self.hub.publish(Update::CardInserted {
+        self.sink.publish(Update::CardInserted {
             reader: self.ctx.reader.clone(),
             atr,
             card_type,
         });
-        self.hub.publish(Update::IdentityError {
+        self.sink.publish(Update::IdentityError {
             reader: self.ctx.reader.clone(),
             error,
         });
@@ -297,7 +297,7 @@ impl ReaderThread {
     fn removed(&mut self) {
         self.busy_atr = None;
         self.disconnect();
-        self.hub.publish(Update::CardRemoved {
+        self.sink.publish(Update::CardRemoved {
             reader: self.ctx.reader.clone(),
         });
     }
@@ -335,7 +335,7 @@ impl ReaderThread {
             }
         }
         let Some(c) = self.card.as_mut() else {
-            worker::serve(&self.hub, &self.ctx, None, req);
+            worker::serve(&self.sink, &self.ctx, None, req);
             return None;
         };
         let contactless = self.contactless || is_contactless_atr(&c.atr);
@@ -350,7 +350,7 @@ impl ReaderThread {
         let reset = match c.card.transaction() {
             Ok(tx) => {
                 let mut ch = channel(&self.pctx, &self.name, &tx, c.atr.clone(), contactless);
-                worker::serve(&self.hub, &self.ctx, Some((&mut ch, c.card_type)), req);
+                worker::serve(&self.sink, &self.ctx, Some((&mut ch, c.card_type)), req);
                 let reset = ch.failure == Some(ChannelError::Reset);
                 drop(ch);
                 let _ = tx.end(Disposition::LeaveCard);

@@ -4,8 +4,8 @@
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::bus::WipedJson;
-use crate::error::ProtocolError;
+use super::wiped::WipedJson;
+use crate::protocol::ProtocolError;
 
 /// Invalid JSON (also invalid UTF-8).
 pub const PARSE_ERROR: i64 = -32700;
@@ -189,6 +189,26 @@ struct Failure<'a> {
     error: &'a RpcError,
 }
 
+/// An `event` notification (product.md §4.2): `{"jsonrpc":"2.0","method":"event",
+/// "params":…}`, without an id.
+#[derive(Debug, Serialize)]
+pub struct EventNotification<'a, P: Serialize> {
+    jsonrpc: &'static str,
+    method: &'static str,
+    params: &'a P,
+}
+
+impl<'a, P: Serialize> EventNotification<'a, P> {
+    /// The notification carrying `params` (an event).
+    pub fn new(params: &'a P) -> Self {
+        EventNotification {
+            jsonrpc: "2.0",
+            method: "event",
+            params,
+        }
+    }
+}
+
 /// A success response's text.
 pub fn success<T: Serialize>(id: &Value, result: T) -> String {
     match serde_json::to_string(&Success {
@@ -202,7 +222,7 @@ pub fn success<T: Serialize>(id: &Value, result: T) -> String {
             failure(
                 id,
                 &RpcError::from(ProtocolError::new(
-                    crate::error::Reason::Internal,
+                    crate::protocol::Reason::Internal,
                     "the result could not be serialized",
                 )),
             )
@@ -225,7 +245,7 @@ pub fn success_wiped<T: Serialize>(id: &Value, result: T) -> WipedJson {
             failure(
                 id,
                 &RpcError::from(ProtocolError::new(
-                    crate::error::Reason::Internal,
+                    crate::protocol::Reason::Internal,
                     "the result could not be serialized",
                 )),
             )
@@ -251,7 +271,7 @@ pub fn failure(id: &Value, error: &RpcError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::Reason;
+    use crate::protocol::Reason;
 
     fn err_code(text: &str) -> (i64, Value, bool) {
         match parse(text) {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::card::{Identity, SignOutcome};
-use crate::error::ProtocolError;
+use crate::protocol::ProtocolError;
 
 /// Work a backend thread performs on the card in its reader.
 #[derive(Debug)]

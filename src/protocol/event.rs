@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::card::{CardType, Identity};
-use crate::error::Reason;
+use crate::protocol::Reason;
 
 /// How a reader is attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -231,6 +231,40 @@ pub struct Event {
     /// Reader id, or null.
     pub reader: Option<String>,
 }
+
+impl Event {
+    /// This event with its `data` replaced (a redaction or a scoped identity), for the
+    /// views that must not see all of it. Same `seq`, so every stream stays gapless.
+    pub fn with_data<D: Serialize>(&self, data: D) -> EventWithData<'_, D> {
+        EventWithData {
+            seq: self.seq,
+            time: &self.time,
+            kind: self.kind.type_name(),
+            data,
+            reader: &self.reader,
+        }
+    }
+}
+
+/// An [`Event`] whose `data` is something other than the event's own.
+#[derive(Debug, Serialize)]
+pub struct EventWithData<'a, D: Serialize> {
+    seq: u64,
+    time: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    data: D,
+    reader: &'a Option<String>,
+}
+
+/// The `data` of an event a connection may not see: `{"redacted":true}`.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Redacted {
+    redacted: bool,
+}
+
+/// The one value of [`Redacted`].
+pub const REDACTED: Redacted = Redacted { redacted: true };
 
 /// Current UTC time as RFC 3339 with milliseconds, e.g. `2026-11-30T14:38:49.123Z`.
 pub fn now_rfc3339() -> String {

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::card::{CardError, ChannelError};
+
 /// A stable reason string sent to clients in `error.data.reason` and `identity.error`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -120,6 +122,84 @@ impl ProtocolError {
         Self {
             reason,
             message: message.into(),
+        }
+    }
+}
+
+impl CardError {
+    /// The protocol reason for this error: the one place card failures meet the
+    /// wire's stable reasons.
+    pub fn reason(&self) -> Reason {
+        match self {
+            CardError::Channel(ChannelError::Removed) => Reason::CardRemoved,
+            CardError::Channel(ChannelError::Reset) => Reason::CardRemoved,
+            CardError::Channel(ChannelError::Mute) => Reason::CardMute,
+            CardError::Channel(ChannelError::Busy) => Reason::ReaderBusy,
+            CardError::Channel(ChannelError::ServiceDown(_)) => Reason::ServiceUnavailable,
+            CardError::Channel(ChannelError::Transport(_)) => Reason::CardMute,
+            CardError::Mute(_) => Reason::CardMute,
+            CardError::Unsupported(_) => Reason::CardUnsupported,
+            CardError::Malformed(_) => Reason::CardUnsupported,
+            CardError::Status { .. } => Reason::CardUnsupported,
+            CardError::UserRefused => Reason::UserRefused,
+            CardError::Locked => Reason::CardLocked,
+            CardError::SignUnsupported => Reason::SignUnsupported,
+            CardError::Verification(_) => Reason::VerificationFailed,
+        }
+    }
+}
+
+impl From<CardError> for ProtocolError {
+    fn from(e: CardError) -> Self {
+        ProtocolError::new(e.reason(), e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_card_error_has_its_reason() {
+        use crate::card::{CardError, ChannelError};
+        let cases = [
+            (
+                CardError::Channel(ChannelError::Removed),
+                Reason::CardRemoved,
+            ),
+            (CardError::Channel(ChannelError::Reset), Reason::CardRemoved),
+            (CardError::Channel(ChannelError::Mute), Reason::CardMute),
+            (CardError::Channel(ChannelError::Busy), Reason::ReaderBusy),
+            (
+                CardError::Channel(ChannelError::ServiceDown("x".into())),
+                Reason::ServiceUnavailable,
+            ),
+            (
+                CardError::Channel(ChannelError::Transport("x".into())),
+                Reason::CardMute,
+            ),
+            (CardError::Mute("x".into()), Reason::CardMute),
+            (CardError::Unsupported("x".into()), Reason::CardUnsupported),
+            (CardError::Malformed("x".into()), Reason::CardUnsupported),
+            (
+                CardError::Status {
+                    command: "SELECT",
+                    sw: 0x6A82,
+                },
+                Reason::CardUnsupported,
+            ),
+            (CardError::UserRefused, Reason::UserRefused),
+            (CardError::Locked, Reason::CardLocked),
+            (CardError::SignUnsupported, Reason::SignUnsupported),
+            (CardError::Verification("x"), Reason::VerificationFailed),
+        ];
+        for (error, reason) in cases {
+            assert_eq!(error.reason(), reason, "{error:?}");
+            let message = error.to_string();
+            assert_eq!(
+                ProtocolError::from(error),
+                ProtocolError::new(reason, message)
+            );
         }
     }
 }
