@@ -242,7 +242,7 @@ impl Session<'_> {
                 n = next_event(&mut self.events), if taking => {
                     match n {
                         Some(n) => {
-                            self.outbox.push_text(n.json.bytes());
+                            self.outbox.push(n.frame());
                             self.take_events();
                         }
                         // The hub ended the subscription; if it lagged, `lagged`
@@ -286,7 +286,7 @@ impl Session<'_> {
         };
         for _ in 1..EVENT_BATCH {
             match live.rx.try_recv() {
-                Ok(n) => self.outbox.push_text(n.json.bytes()),
+                Ok(n) => self.outbox.push(n.frame()),
                 Err(_) => break,
             }
         }

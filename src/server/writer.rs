@@ -12,8 +12,6 @@ use std::io::{self, IoSlice};
 
 use bytes::Bytes;
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
 /// A close code and reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,16 +60,11 @@ impl Closing {
     };
 }
 
-/// The header of one unmasked, final text frame carrying `len` payload bytes
-/// (RFC 6455 §5.2; a server never masks, §5.1), formatted by tungstenite.
+/// The header of one unmasked, final text frame carrying `len` payload bytes, for a
+/// response (events come from the hub as complete frames).
 pub fn text_header(len: usize) -> Bytes {
-    let header = FrameHeader {
-        opcode: OpCode::Data(Data::Text),
-        ..FrameHeader::default()
-    };
     let mut out = Vec::with_capacity(10);
-    // Writing into a Vec cannot fail.
-    let _ = header.format(len as u64, &mut out);
+    crate::protocol::wiped::text_frame_header(len, &mut out);
     Bytes::from(out)
 }
 
@@ -188,6 +181,7 @@ mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
     use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
     /// tungstenite parses back exactly what we format, for each length format's
     /// edges (7-bit, 16-bit and 64-bit lengths, RFC 6455 §5.2).
