@@ -78,10 +78,34 @@ pub(super) struct Fanout {
     count: Arc<AtomicUsize>,
 }
 
+/// Commands handled per wake of the fan-out thread at most.
+const BATCH: usize = 256;
+
 impl Fanout {
+    /// Handles commands in order; each run of consecutive events is delivered
+    /// subscriber by subscriber, so a burst already queued reaches a session's queue
+    /// whole, before that session runs, and goes out in one write.
+    fn handle_all(&mut self, cmds: impl IntoIterator<Item = Cmd>) {
+        let mut run: Vec<Event> = Vec::new();
+        for cmd in cmds {
+            match cmd {
+                Cmd::Event(event) => {
+                    run.push(event);
+                    continue;
+                }
+                other => {
+                    self.deliver(&run);
+                    run.clear();
+                    self.handle(other);
+                }
+            }
+        }
+        self.deliver(&run);
+    }
+
     fn handle(&mut self, cmd: Cmd) {
         match cmd {
-            Cmd::Event(event) => self.deliver(&event),
+            Cmd::Event(event) => self.deliver(std::slice::from_ref(&event)),
             Cmd::Subscribe(s) => self.subscribers.push(s),
             Cmd::Unsubscribe(id) => self.drop_where(|s| s.id == id),
             Cmd::Barrier(done) => {
@@ -90,23 +114,30 @@ impl Fanout {
         }
     }
 
-    fn deliver(&mut self, event: &Event) {
-        tracing::debug!(seq = event.seq, kind = event.kind.type_name(), reader = ?event.reader, "event");
-        let mut views = Views::new(event);
+    fn deliver(&mut self, events: &[Event]) {
+        if events.is_empty() {
+            return;
+        }
+        for event in events {
+            tracing::debug!(seq = event.seq, kind = event.kind.type_name(), reader = ?event.reader, "event");
+        }
+        let mut views: Vec<Views<'_>> = events.iter().map(Views::new).collect();
         let before = self.subscribers.len();
         self.subscribers.retain_mut(|s| {
-            let n = views.get(&s.view);
-            match s.tx.try_send(n) {
-                Ok(()) => true,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    if let Some(lagged) = s.lagged.take() {
-                        let _ = lagged.send(());
+            for v in views.iter_mut() {
+                match s.tx.try_send(v.get(&s.view)) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        if let Some(lagged) = s.lagged.take() {
+                            let _ = lagged.send(());
+                        }
+                        tracing::warn!(subscriber = s.id, "subscriber queue full; dropping it");
+                        return false;
                     }
-                    tracing::warn!(subscriber = s.id, "subscriber queue full; dropping it");
-                    false
+                    Err(mpsc::error::TrySendError::Closed(_)) => return false,
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
             }
+            true
         });
         self.count
             .fetch_sub(before - self.subscribers.len(), Ordering::AcqRel);
@@ -143,8 +174,11 @@ impl Sink {
         let spawned = std::thread::Builder::new()
             .name("fanout".into())
             .spawn(move || {
-                while let Ok(cmd) = rx.recv() {
-                    fanout.handle(cmd);
+                // Whatever is already queued is handled with the command that woke
+                // the thread: a burst published back to back is one delivery.
+                while let Ok(first) = rx.recv() {
+                    let more = rx.try_iter().take(BATCH - 1);
+                    fanout.handle_all(std::iter::once(first).chain(more));
                 }
             });
         match spawned {
