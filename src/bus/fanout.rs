@@ -153,32 +153,43 @@ impl Fanout {
 
 /// Where the hub sends its commands.
 pub(super) enum Sink {
-    /// The fan-out thread (the normal case); joined when the sink is dropped.
+    /// The fan-out task on the runtime the hub was created in (the daemon's case):
+    /// its wakes of the sessions go to its own worker's run queue, not to the
+    /// runtime's shared inject queue as wakes from a foreign thread would.
+    Task(mpsc::UnboundedSender<Cmd>),
+    /// A fan-out thread, when the hub is created outside a runtime (the command line's
+    /// synchronous paths, unit tests); joined when the sink is dropped.
     Thread {
-        tx: Option<std::sync::mpsc::Sender<Cmd>>,
+        tx: Option<mpsc::UnboundedSender<Cmd>>,
         thread: Option<std::thread::JoinHandle<()>>,
     },
-    /// Handled in place, under the hub's lock: only if the thread could not be
+    /// Handled in place, under the hub's lock: only if the fan-out could not be
     /// started or has died, so events keep flowing (slower) rather than stopping.
     Inline(Fanout),
 }
 
 impl Sink {
-    /// Starts the fan-out thread; it ends when the sink (the hub) is dropped.
+    /// Starts the fan-out: a task if called on a tokio runtime, a thread otherwise.
+    /// It ends when the sink (the hub) is dropped.
     pub(super) fn start(count: Arc<AtomicUsize>) -> Sink {
-        let (tx, rx) = std::sync::mpsc::channel::<Cmd>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Cmd>();
         let mut fanout = Fanout {
             subscribers: Vec::new(),
             count: count.clone(),
         };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                while let Some(first) = rx.recv().await {
+                    fanout.handle_all(std::iter::once(first).chain(queued(&mut rx)));
+                }
+            });
+            return Sink::Task(tx);
+        }
         let spawned = std::thread::Builder::new()
             .name("fanout".into())
             .spawn(move || {
-                // Whatever is already queued is handled with the command that woke
-                // the thread: a burst published back to back is one delivery.
-                while let Ok(first) = rx.recv() {
-                    let more = rx.try_iter().take(BATCH - 1);
-                    fanout.handle_all(std::iter::once(first).chain(more));
+                while let Some(first) = rx.blocking_recv() {
+                    fanout.handle_all(std::iter::once(first).chain(queued(&mut rx)));
                 }
             });
         match spawned {
@@ -199,16 +210,16 @@ impl Sink {
     /// Hands a command to the fan-out; never waits for a subscriber.
     pub(super) fn send(&mut self, cmd: Cmd) {
         let failed = match self {
-            Sink::Thread { tx: Some(tx), .. } => match tx.send(cmd) {
+            Sink::Task(tx) | Sink::Thread { tx: Some(tx), .. } => match tx.send(cmd) {
                 Ok(()) => return,
-                Err(std::sync::mpsc::SendError(cmd)) => cmd,
+                Err(mpsc::error::SendError(cmd)) => cmd,
             },
             Sink::Thread { tx: None, .. } => cmd,
             Sink::Inline(f) => return f.handle(cmd),
         };
-        // The thread panicked; its subscribers' queues went with it, so their
-        // sessions see their subscriptions end.
-        tracing::error!("the fan-out thread died; fanning out in place");
+        // The fan-out panicked (or its runtime is gone); its subscribers' queues went
+        // with it, so their sessions see their subscriptions end.
+        tracing::error!("the fan-out stopped; fanning out in place");
         let mut inline = Fanout {
             subscribers: Vec::new(),
             count: Arc::new(AtomicUsize::new(0)),
@@ -216,6 +227,12 @@ impl Sink {
         inline.handle(failed);
         *self = Sink::Inline(inline);
     }
+}
+
+/// Whatever is already queued, handled with the command that woke the fan-out: a
+/// burst published back to back is one delivery.
+fn queued(rx: &mut mpsc::UnboundedReceiver<Cmd>) -> impl Iterator<Item = Cmd> + '_ {
+    std::iter::from_fn(move || rx.try_recv().ok()).take(BATCH - 1)
 }
 
 /// Ends the thread with the hub: closing the channel ends its loop once it has
