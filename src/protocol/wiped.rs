@@ -7,8 +7,10 @@
 //!
 //! The buffer is sized exactly before it is written (a first, counting pass), so
 //! serialization never reallocates and leaves no unwiped partial copies behind in
-//! freed memory. What the WebSocket library copies into its own write buffer, and
-//! what the kernel holds in socket buffers, is outside our reach (docs/security.md).
+//! freed memory. [`WipedFrame`] is the same for an event: the WebSocket frame header
+//! and the JSON in one such buffer, written to every socket as it is, so no copy
+//! goes through the WebSocket library's write buffer. What the kernel holds in
+//! socket buffers is outside our reach (docs/security.md).
 
 use std::io::Write;
 
