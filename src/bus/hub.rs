@@ -738,4 +738,56 @@ mod tests {
             Err(mpsc::error::TryRecvError::Disconnected)
         ));
     }
+
+    #[test]
+    fn a_card_pulled_mid_read_leaves_a_gapless_sequence_without_its_stale_outcome() {
+        let hub = Hub::new(PcscStatus::Disabled);
+        add(&hub, "sim:0");
+        let mut sub = hub.subscribe(64, false);
+        hub.publish(Update::CardInserted {
+            reader: "sim:0".into(),
+            atr: vec![0x3B],
+            card_type: CardType::Vitale2,
+        });
+        hub.publish(Update::CardReading {
+            reader: "sim:0".into(),
+            step: 1,
+            total: 3,
+        });
+        hub.publish(Update::CardRemoved {
+            reader: "sim:0".into(),
+        });
+        // The card thread, not yet aware, reports the rest of its read.
+        hub.publish(Update::CardReading {
+            reader: "sim:0".into(),
+            step: 2,
+            total: 3,
+        });
+        hub.publish(Update::IdentityRead {
+            reader: "sim:0".into(),
+            identity: one_beneficiary(),
+            elapsed: Duration::from_millis(1),
+        });
+        add(&hub, "sim:1");
+        hub.wait_delivered();
+        let got: Vec<(u64, String)> = std::iter::from_fn(|| sub.rx.try_recv().ok())
+            .map(|n| {
+                let v: serde_json::Value = serde_json::from_str(&n.json).expect("json");
+                (
+                    n.seq,
+                    v["params"]["type"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        let want: Vec<(u64, String)> = [
+            (2, "card.inserted"),
+            (3, "card.reading"),
+            (4, "card.removed"),
+            (5, "reader.added"),
+        ]
+        .iter()
+        .map(|(s, t)| (*s, t.to_string()))
+        .collect();
+        assert_eq!(got, want);
+    }
 }
