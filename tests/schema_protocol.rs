@@ -155,6 +155,8 @@ fn hub_traffic() -> (Vec<Value>, Vec<Value>, Value) {
     hub.publish(Update::ReaderRemoved {
         reader: "sim:1".into(),
     });
+    // The fan-out thread queues them; read only once it has.
+    hub.wait_delivered();
     let drain = |rx: &mut tokio::sync::mpsc::Receiver<vitale_bridge::bus::Notification>| {
         std::iter::from_fn(|| rx.try_recv().ok())
             .map(|n| serde_json::from_str::<Value>(&n.json).expect("notification is JSON"))

@@ -18,8 +18,13 @@
 //!   clock). It excludes the path to the fastest client: a lower bound, and the
 //!   figure that grows with the number of clients.
 //!
-//! Receipt is stamped when the client task gets the frame, so client-side
-//! scheduling (all clients share this process) is included for every server alike.
+//! - **kernel spread**: the same, with each receipt stamped by the kernel when the
+//!   segment that completed the frame reached the client socket (`SO_TIMESTAMPNS`,
+//!   read with `recvmsg`): the server's fan-out without the client tasks' own
+//!   scheduling, which all clients share in this process.
+//!
+//! The other receipts are stamped when the client task gets the frame, so client-side
+//! scheduling is included for every server alike.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -448,6 +453,8 @@ pub struct Report {
     pub absolute: Percentiles,
     /// receipt − first receipt of the same seq (lower bound).
     pub spread: Percentiles,
+    /// The same with kernel receive times (`SO_TIMESTAMPNS`): no client scheduling.
+    pub kernel_spread: Percentiles,
     /// Reading clients whose first event was not `subscribe.seq + 1`.
     pub clients_bad_start: usize,
     /// Reading clients with missing seqs.
@@ -501,6 +508,8 @@ struct Receipt {
     seq: u64,
     at_ns: u64,
     abs_ns: i64,
+    /// Kernel receive time, wall clock ns (0 if the kernel gave none).
+    kernel_ns: i128,
 }
 
 /// What one reading client saw.
@@ -531,7 +540,114 @@ struct Shared {
     connect_gate: Semaphore,
 }
 
-type Ws = WebSocketStream<TcpStream>;
+type Ws = WebSocketStream<TsStream>;
+
+/// A client socket that records when the kernel received what it last read
+/// (`SO_TIMESTAMPNS`; wall clock ns since the Unix epoch, 0 before any).
+pub struct TsStream {
+    inner: TcpStream,
+    last_rx_ns: i128,
+}
+
+impl TsStream {
+    fn new(inner: TcpStream) -> std::io::Result<TsStream> {
+        nix::sys::socket::setsockopt(&inner, nix::sys::socket::sockopt::ReceiveTimestampns, &true)
+            .map_err(std::io::Error::from)?;
+        Ok(TsStream {
+            inner,
+            last_rx_ns: 0,
+        })
+    }
+
+    /// Kernel receive time of the last segment read, wall clock ns.
+    pub fn last_rx_ns(&self) -> i128 {
+        self.last_rx_ns
+    }
+
+    /// The socket's local address.
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+/// One `recvmsg(2)`: the bytes read and the kernel's receive time, if it sent one.
+fn recv_stamped(inner: &TcpStream, buf: &mut [u8]) -> std::io::Result<(usize, Option<i128>)> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    use std::os::fd::AsRawFd;
+    let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let msg = recvmsg::<()>(
+        inner.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::empty(),
+    )
+    .map_err(std::io::Error::from)?;
+    let mut at = None;
+    if let Ok(cmsgs) = msg.cmsgs() {
+        for c in cmsgs {
+            if let ControlMessageOwned::ScmTimestampns(ts) = c {
+                at = Some(ts.tv_sec() as i128 * 1_000_000_000 + ts.tv_nsec() as i128);
+            }
+        }
+    }
+    Ok((msg.bytes, at))
+}
+
+impl tokio::io::AsyncRead for TsStream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        loop {
+            match this.inner.poll_read_ready(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => {}
+            }
+            let unfilled = buf.initialize_unfilled();
+            let r = this.inner.try_io(tokio::io::Interest::READABLE, || {
+                recv_stamped(&this.inner, unfilled)
+            });
+            match r {
+                Ok((n, at)) => {
+                    if let Some(at) = at {
+                        this.last_rx_ns = at;
+                    }
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for TsStream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
 
 #[derive(Deserialize)]
 struct Incoming {
@@ -599,6 +715,7 @@ async fn connect(opts: &Options, small_rcvbuf: bool) -> Result<Ws, LoadError> {
         .await
         .map_err(io(format!("connect {addr}")))?;
     stream.set_nodelay(true).map_err(io("TCP_NODELAY"))?;
+    let stream = TsStream::new(stream).map_err(io("SO_TIMESTAMPNS"))?;
     let (ws_stream, _) = tokio_tungstenite::client_async(req, stream)
         .await
         .map_err(ws("WebSocket handshake"))?;
@@ -718,6 +835,7 @@ async fn fast_client(
         };
         let at = shared.t0.elapsed().as_nanos() as u64;
         let wall = wall_ns();
+        let kernel_ns = s.get_ref().last_rx_ns();
         let text = match msg {
             Some(Ok(Message::Text(t))) => t,
             Some(Ok(Message::Close(f))) => {
@@ -768,6 +886,7 @@ async fn fast_client(
                     seq: ev.seq,
                     at_ns: at,
                     abs_ns,
+                    kernel_ns,
                 });
             }
             if n == 0 && r.templates.len() < opts.record {
@@ -1079,8 +1198,18 @@ fn summarise(
                 .or_insert(x.at_ns);
         }
     }
+    let mut first_kernel: HashMap<u64, i128> = HashMap::new();
+    for r in &live {
+        for x in r.receipts.iter().filter(|x| x.kernel_ns > 0) {
+            first_kernel
+                .entry(x.seq)
+                .and_modify(|t| *t = (*t).min(x.kernel_ns))
+                .or_insert(x.kernel_ns);
+        }
+    }
     let mut abs = Vec::new();
     let mut spread = Vec::new();
+    let mut kernel_spread = Vec::new();
     for r in &live {
         for x in &r.receipts {
             if x.abs_ns != i64::MAX {
@@ -1088,6 +1217,9 @@ fn summarise(
             }
             if let Some(f) = first.get(&x.seq) {
                 spread.push((x.at_ns - f) as i64);
+            }
+            if let Some(f) = first_kernel.get(&x.seq).filter(|_| x.kernel_ns > 0) {
+                kernel_spread.push((x.kernel_ns - f) as i64);
             }
         }
     }
@@ -1134,6 +1266,7 @@ fn summarise(
         },
         absolute: Percentiles::of(abs),
         spread: Percentiles::of(spread),
+        kernel_spread: Percentiles::of(kernel_spread),
         clients_bad_start: bad_start,
         clients_with_gaps: with_gaps,
         missing,

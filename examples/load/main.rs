@@ -231,6 +231,13 @@ fn print_report(r: &Report) {
             ms(r.spread.p99_us),
             ms(r.spread.max_us)
         );
+        println!("latency, kernel receive − first kernel receive of the same seq (kernel spread):");
+        println!(
+            "    p50 {}   p99 {}   max {}",
+            ms(r.kernel_spread.p50_us),
+            ms(r.kernel_spread.p99_us),
+            ms(r.kernel_spread.max_us)
+        );
     }
     println!(
         "seq: {} (bad start {}, clients with gaps {}, missing {}, out of order {}, behind {})",

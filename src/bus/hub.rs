@@ -1,39 +1,27 @@
-//! The hub: assigns `seq`, keeps the registry, fans events out.
+//! The hub: assigns `seq`, keeps the registry, hands events to the fan-out.
 //!
-//! Backends on blocking threads call [`Hub::publish`] (synchronous, never blocks on a
-//! client). Each subscriber has a bounded queue; one that lets it fill is marked
-//! lagged and dropped from the fan-out, and its session closes it with 1008 while
-//! everyone else keeps receiving. Each event is serialized once per distinct view
-//! (full, redacted, one per scope set in use) whatever the number of subscribers.
+//! Backends on blocking threads call [`Hub::publish`] (synchronous, O(1) under the
+//! lock): the update is applied to the [`Registry`] (a pure function of updates),
+//! each resulting event takes the next `seq` and goes to the fan-out thread
+//! ([`super::fanout`]), which encodes it once per distinct view and queues it for
+//! every subscriber. A card thread never loops over subscribers and never waits for
+//! a client, inside a PC/SC transaction or out of it.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
+use super::fanout::{Cmd, Sink, Subscriber};
 use super::metrics::{self, Metrics};
-use super::scope::{ScopedIdentity, Scopes, View};
-use crate::protocol::WipedJson;
-use crate::protocol::event::REDACTED;
-use crate::protocol::event::{
-    Card, Empty, Event, EventKind, IdentityFailure, Inserted, Progress, Reader, ReaderState,
-    Service, ServiceChange, ServiceState, now_rfc3339,
-};
-use crate::protocol::rpc::EventNotification;
+use super::registry::{Counted, Registry};
+use super::scope::View;
+use crate::protocol::event::{Event, Reader, ServiceState, now_rfc3339};
 use crate::transport::{EventSink, ReaderHandle, Update};
 
-/// One serialized `event` notification, shared by every subscriber of a view.
-#[derive(Debug, Clone)]
-pub struct Notification {
-    /// The event's `seq`.
-    pub seq: u64,
-    /// The complete JSON-RPC notification text, shared by every subscriber of a
-    /// view and wiped when the last one is done with it.
-    pub json: WipedJson,
-}
+pub use super::fanout::{Encoded, Notification};
 
 /// A live subscription: the snapshot and the ordered notifications after it.
 #[derive(Debug)]
@@ -46,8 +34,9 @@ pub struct Subscription {
     pub snapshot: Vec<Reader>,
     /// Notifications with `seq` greater than [`Subscription::seq`], in order.
     pub rx: mpsc::Receiver<Notification>,
-    /// Set when the hub dropped this subscriber because its queue was full.
-    pub lagged: Arc<AtomicBool>,
+    /// Resolves when the hub dropped this subscriber because its queue was full
+    /// (closed without a value when the subscription simply ends).
+    pub lagged: oneshot::Receiver<()>,
 }
 
 /// PC/SC service state for `status`.
@@ -107,25 +96,11 @@ impl From<ServiceState> for NfcState {
     }
 }
 
-struct Entry {
-    reader: Reader,
-    handle: Option<ReaderHandle>,
-}
-
-struct Subscriber {
-    id: u64,
-    tx: mpsc::Sender<Notification>,
-    view: View,
-    lagged: Arc<AtomicBool>,
-}
-
 struct State {
     seq: u64,
-    readers: BTreeMap<String, Entry>,
-    subscribers: Vec<Subscriber>,
+    registry: Registry,
+    fanout: Sink,
     next_subscriber: u64,
-    pcsc: PcscStatus,
-    nfc: BTreeMap<String, NfcState>,
 }
 
 /// The event bus and reader registry. Cheap to share as `Arc<Hub>`.
@@ -133,6 +108,9 @@ pub struct Hub {
     state: Mutex<State>,
     started: Instant,
     clients: AtomicUsize,
+    /// Live subscribers: counted here on subscribe, uncounted by the fan-out when it
+    /// drops one.
+    subscribers: Arc<AtomicUsize>,
     metrics: Metrics,
 }
 
@@ -143,19 +121,20 @@ impl std::fmt::Debug for Hub {
 }
 
 impl Hub {
-    /// A hub with PC/SC reported as `pcsc` until a backend says otherwise.
+    /// A hub with PC/SC reported as `pcsc` until a backend says otherwise. Starts
+    /// the fan-out thread, which ends when the hub is dropped.
     pub fn new(pcsc: PcscStatus) -> Arc<Hub> {
+        let subscribers = Arc::new(AtomicUsize::new(0));
         Arc::new(Hub {
             state: Mutex::new(State {
                 seq: 0,
-                readers: BTreeMap::new(),
-                subscribers: Vec::new(),
+                registry: Registry::new(pcsc),
+                fanout: Sink::start(subscribers.clone()),
                 next_subscriber: 1,
-                pcsc,
-                nfc: BTreeMap::new(),
             }),
             started: Instant::now(),
             clients: AtomicUsize::new(0),
+            subscribers,
             metrics: Metrics::default(),
         })
     }
@@ -166,186 +145,34 @@ impl Hub {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Applies a backend update and publishes the resulting events, in order.
+    /// Applies a backend update and publishes the resulting events, in order. Never
+    /// waits for a subscriber: the events are handed to the fan-out thread.
     pub fn publish(&self, update: Update) {
         let mut st = self.lock();
-        match update {
-            Update::ReaderAdded {
-                id,
-                name,
+        let applied = st.registry.apply(update);
+        // Counted here, with the events, so the metrics are exactly the identity
+        // events and are updated under the lock a scrape takes.
+        match applied.counted {
+            Some(Counted::ReadSucceeded {
                 kind,
-                contactless,
-                handle,
-            } => {
-                if st.readers.contains_key(&id) {
-                    tracing::debug!(reader = %id, "reader already registered");
-                    return;
-                }
-                let reader = Reader {
-                    id: id.clone(),
-                    name,
-                    kind,
-                    contactless,
-                    state: ReaderState::Empty,
-                    card: None,
-                };
-                st.readers.insert(
-                    id.clone(),
-                    Entry {
-                        reader: reader.clone(),
-                        handle,
-                    },
-                );
-                emit(&mut st, Some(id), EventKind::ReaderAdded(reader));
-            }
-            Update::ReaderRemoved { reader } => {
-                let has_card = match st.readers.get(&reader) {
-                    None => return,
-                    Some(e) => e.reader.card.is_some(),
-                };
-                if has_card {
-                    remove_card(&mut st, &reader);
-                }
-                if let Some(entry) = st.readers.remove(&reader) {
-                    emit(
-                        &mut st,
-                        Some(reader),
-                        EventKind::ReaderRemoved(entry.reader),
-                    );
-                }
-            }
-            Update::CardInserted {
-                reader,
-                atr,
                 card_type,
-            } => {
-                let had_card = match st.readers.get(&reader) {
-                    None => return,
-                    Some(e) => e.reader.card.is_some(),
-                };
-                if had_card {
-                    remove_card(&mut st, &reader);
-                }
-                let atr = hex::encode_upper(atr);
-                if let Some(e) = st.readers.get_mut(&reader) {
-                    e.reader.card = Some(Card {
-                        atr: atr.clone(),
-                        card_type,
-                        identity: None,
-                    });
-                    e.reader.state = ReaderState::Present;
-                }
-                emit(
-                    &mut st,
-                    Some(reader),
-                    EventKind::CardInserted(Inserted { atr, card_type }),
-                );
-            }
-            Update::CardReading {
-                reader,
-                step,
-                total,
-            } => {
-                if !set_state(&mut st, &reader, ReaderState::Reading) {
-                    return;
-                }
-                emit(
-                    &mut st,
-                    Some(reader),
-                    EventKind::CardReading(Progress { step, total }),
-                );
-            }
-            Update::IdentityRead {
-                reader,
-                identity,
                 elapsed,
-            } => {
-                match st.readers.get_mut(&reader) {
-                    Some(Entry {
-                        reader:
-                            Reader {
-                                card: Some(card),
-                                state,
-                                kind,
-                                ..
-                            },
-                        ..
-                    }) => {
-                        card.identity = Some(identity.clone());
-                        *state = ReaderState::Ready;
-                        // Counted here, with the event, so the metric is exactly the
-                        // identity.read events and is updated under the lock a
-                        // scrape takes.
-                        self.metrics.read_succeeded(*kind, card.card_type, elapsed);
-                    }
-                    _ => return,
-                }
-                emit(&mut st, Some(reader), EventKind::IdentityRead(identity));
-            }
-            Update::IdentityError { reader, error } => {
-                if !set_state(&mut st, &reader, ReaderState::Error) {
-                    return;
-                }
-                self.metrics.read_failed(error.reason);
-                emit(
-                    &mut st,
-                    Some(reader),
-                    EventKind::IdentityError(IdentityFailure {
-                        reason: error.reason,
-                        message: error.message,
-                    }),
-                );
-            }
-            Update::CardRemoved { reader } => {
-                let has_card = st
-                    .readers
-                    .get(&reader)
-                    .is_some_and(|e| e.reader.card.is_some());
-                if has_card {
-                    remove_card(&mut st, &reader);
-                }
-            }
-            Update::SignatureCompleted { signature } => {
-                let reader = signature.reader.clone();
-                emit(
-                    &mut st,
-                    Some(reader),
-                    EventKind::SignatureCompleted(signature),
-                );
-            }
-            Update::NfcOpening { connstring } => {
-                st.nfc.entry(connstring).or_insert(NfcState::Opening);
-            }
-            Update::ServiceChanged {
-                service,
-                state,
-                detail,
-            } => {
-                let changed = match service {
-                    Service::Pcsc => {
-                        let new = match state {
-                            ServiceState::Up => PcscStatus::Up,
-                            ServiceState::Down => PcscStatus::Down,
-                        };
-                        std::mem::replace(&mut st.pcsc, new) != new
-                    }
-                    Service::Nfc => {
-                        let new = NfcState::from(state);
-                        st.nfc.insert(detail.clone(), new) != Some(new)
-                    }
-                };
-                if changed {
-                    emit(
-                        &mut st,
-                        None,
-                        EventKind::ServiceChanged(ServiceChange {
-                            service,
-                            state,
-                            detail,
-                        }),
-                    );
-                }
-            }
+            }) => self.metrics.read_succeeded(kind, card_type, elapsed),
+            Some(Counted::ReadFailed(reason)) => self.metrics.read_failed(reason),
+            None => {}
+        }
+        for (reader, kind) in applied.events {
+            // A seq is taken only by an event that is delivered: the registry yields
+            // no event for an update that changes nothing, and the fan-out delivers
+            // every event it gets (redacted, should an encoding ever fail).
+            st.seq += 1;
+            let event = Event {
+                seq: st.seq,
+                time: now_rfc3339(),
+                kind,
+                reader,
+            };
+            st.fanout.send(Cmd::Event(event));
         }
     }
 
@@ -364,17 +191,20 @@ impl Hub {
     pub fn subscribe_as(&self, queue: usize, view: View) -> Subscription {
         let redacted = view == View::Redacted;
         let (tx, rx) = mpsc::channel(queue.max(1));
-        let lagged = Arc::new(AtomicBool::new(false));
+        let (lag_tx, lagged) = oneshot::channel();
         let mut st = self.lock();
         let id = st.next_subscriber;
         st.next_subscriber += 1;
-        st.subscribers.push(Subscriber {
+        self.subscribers.fetch_add(1, Ordering::AcqRel);
+        // Through the same ordered channel as the events, under the same lock: the
+        // fan-out adds it after every event up to `st.seq` and before any later one.
+        st.fanout.send(Cmd::Subscribe(Subscriber {
             id,
             tx,
             view,
-            lagged: lagged.clone(),
-        });
-        let snapshot = snapshot(&st, redacted);
+            lagged: Some(lag_tx),
+        }));
+        let snapshot = snapshot(&st.registry, redacted);
         Subscription {
             id,
             seq: st.seq,
@@ -386,23 +216,33 @@ impl Hub {
 
     /// Stops delivering to a subscription.
     pub fn unsubscribe(&self, id: u64) {
-        self.lock().subscribers.retain(|s| s.id != id);
+        self.lock().fanout.send(Cmd::Unsubscribe(id));
     }
 
-    /// Number of live subscribers.
+    /// Number of live subscribers (one the fan-out dropped or was told to drop stops
+    /// counting once the fan-out has handled it).
     pub fn subscriber_count(&self) -> usize {
-        self.lock().subscribers.len()
+        self.subscribers.load(Ordering::Acquire)
+    }
+
+    /// Blocks until every event published so far is in its subscribers' queues: for
+    /// in-process consumers and tests that read with `try_recv`. Never call it from
+    /// a card thread or an async worker.
+    pub fn wait_delivered(&self) {
+        let (done, wait) = std::sync::mpsc::channel();
+        self.lock().fanout.send(Cmd::Barrier(done));
+        let _ = wait.recv();
     }
 
     /// The readers now (identities included unless `redacted`).
     pub fn readers(&self, redacted: bool) -> Vec<Reader> {
-        snapshot(&self.lock(), redacted)
+        snapshot(&self.lock().registry, redacted)
     }
 
     /// One reader's current state and command handle.
     pub fn reader(&self, id: &str) -> Option<(Reader, Option<ReaderHandle>)> {
         self.lock()
-            .readers
+            .registry
             .get(id)
             .map(|e| (e.reader.clone(), e.handle.clone()))
     }
@@ -416,9 +256,10 @@ impl Hub {
     pub fn status(&self) -> StatusSnapshot {
         let st = self.lock();
         StatusSnapshot {
-            pcsc: st.pcsc,
+            pcsc: st.registry.pcsc(),
             nfc: st
-                .nfc
+                .registry
+                .nfc()
                 .iter()
                 .map(|(c, s)| NfcStatus {
                     connstring: c.clone(),
@@ -432,7 +273,7 @@ impl Hub {
 
     /// Sets the PC/SC status without an event (start-up configuration).
     pub fn set_pcsc_status(&self, status: PcscStatus) {
-        self.lock().pcsc = status;
+        self.lock().registry.set_pcsc(status);
     }
 
     /// The open-connection counter the server maintains.
@@ -455,16 +296,16 @@ impl Hub {
             counters: self.metrics.counters(),
             ..metrics::Sample::default()
         };
-        for e in st.readers.values() {
+        for e in st.registry.entries() {
             sample.add_reader(e.reader.kind);
         }
         sample
     }
 }
 
-fn snapshot(st: &State, redacted: bool) -> Vec<Reader> {
-    st.readers
-        .values()
+fn snapshot(registry: &Registry, redacted: bool) -> Vec<Reader> {
+    registry
+        .entries()
         .map(|e| {
             if redacted {
                 e.reader.redacted()
@@ -475,175 +316,10 @@ fn snapshot(st: &State, redacted: bool) -> Vec<Reader> {
         .collect()
 }
 
-fn set_state(st: &mut State, reader: &str, state: ReaderState) -> bool {
-    match st.readers.get_mut(reader) {
-        Some(e) if e.reader.card.is_some() => {
-            e.reader.state = state;
-            true
-        }
-        _ => false,
-    }
-}
-
-fn remove_card(st: &mut State, reader: &str) {
-    if let Some(e) = st.readers.get_mut(reader) {
-        // Dropping the card drops the registry's reference to its identity; the
-        // Sensitive fields zero themselves once the last reference goes.
-        e.reader.card = None;
-        e.reader.state = ReaderState::Empty;
-    }
-    emit(
-        st,
-        Some(reader.to_string()),
-        EventKind::CardRemoved(Empty {}),
-    );
-}
-
 impl EventSink for Hub {
     fn publish(&self, update: Update) {
         Hub::publish(self, update);
     }
-}
-
-fn emit(st: &mut State, reader: Option<String>, kind: EventKind) {
-    st.seq += 1;
-    let event = Event {
-        seq: st.seq,
-        time: now_rfc3339(),
-        kind,
-        reader,
-    };
-    tracing::debug!(seq = event.seq, kind = event.kind.type_name(), reader = ?event.reader, "event");
-    let mut views = Views::new(&event);
-    let seq = event.seq;
-    st.subscribers.retain(|s| {
-        let json = views.get(&s.view);
-        match s.tx.try_send(Notification { seq, json }) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                s.lagged.store(true, Ordering::Release);
-                tracing::warn!(subscriber = s.id, "subscriber queue full; dropping it");
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        }
-    });
-}
-
-/// Which encoding of an event a view gets.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Encoding {
-    Full,
-    /// Type, seq, time and reader only.
-    Redacted,
-    /// An identity under these scopes (never `ALL`, which is `Full`).
-    Scoped(Scopes),
-}
-
-/// Picks the encoding of `kind` for `view`. Pure.
-fn encoding(kind: &EventKind, view: &View) -> Encoding {
-    match (kind, view) {
-        (_, View::Full) => Encoding::Full,
-        (k, View::Redacted) if k.is_sensitive() => Encoding::Redacted,
-        (EventKind::IdentityRead(_), View::Client { scopes, .. }) if *scopes != Scopes::ALL => {
-            Encoding::Scoped(*scopes)
-        }
-        // A signature (its challenge, and the phone's public key: a stable pseudonym
-        // of the patient's phone) goes only to connections bound like the request.
-        // The others still get the event, without its data, so their `seq` stays
-        // gapless.
-        (EventKind::SignatureCompleted(sig), View::Client { scopes, binding }) => {
-            if scopes.contains(Scopes::SIGN) && *binding == sig.origin {
-                Encoding::Full
-            } else {
-                Encoding::Redacted
-            }
-        }
-        _ => Encoding::Full,
-    }
-}
-
-/// The encodings of one event, each made at most once, when a subscriber first
-/// needs it.
-struct Views<'a> {
-    event: &'a Event,
-    full: Option<WipedJson>,
-    redacted: Option<WipedJson>,
-    scoped: [Option<WipedJson>; 16],
-}
-
-impl<'a> Views<'a> {
-    fn new(event: &'a Event) -> Self {
-        Views {
-            event,
-            full: None,
-            redacted: None,
-            scoped: Default::default(),
-        }
-    }
-
-    fn get(&mut self, view: &View) -> WipedJson {
-        match encoding(&self.event.kind, view) {
-            Encoding::Full => {
-                if self.full.is_none() {
-                    self.full = Some(self.encode_full());
-                }
-                self.full.clone()
-            }
-            Encoding::Redacted => Some(self.redacted()),
-            Encoding::Scoped(scopes) => {
-                let slot = scopes.index();
-                if self.scoped[slot].is_none() {
-                    self.scoped[slot] = Some(self.encode_scoped(scopes));
-                }
-                self.scoped[slot].clone()
-            }
-        }
-        .unwrap_or_else(|| self.redacted())
-    }
-
-    fn redacted(&mut self) -> WipedJson {
-        let event = self.event;
-        self.redacted
-            .get_or_insert_with(|| {
-                encode_or_placeholder(&EventNotification::new(&event.with_data(REDACTED)))
-            })
-            .clone()
-    }
-
-    fn encode_full(&mut self) -> WipedJson {
-        match WipedJson::encode(&EventNotification::new(self.event)) {
-            Ok(s) => s,
-            // Never expected; the event still goes out, without its data, so no
-            // subscriber sees a gap in `seq`.
-            Err(e) => {
-                tracing::error!(error = %e, "event serialization failed; sending it redacted");
-                self.redacted()
-            }
-        }
-    }
-
-    fn encode_scoped(&mut self, scopes: Scopes) -> WipedJson {
-        let EventKind::IdentityRead(identity) = &self.event.kind else {
-            return self.encode_full();
-        };
-        let scoped = self.event.with_data(ScopedIdentity(identity, scopes));
-        match WipedJson::encode(&EventNotification::new(&scoped)) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "event serialization failed; sending it redacted");
-                self.redacted()
-            }
-        }
-    }
-}
-
-/// The redacted form is numbers and fixed strings; it cannot fail, but a fixed text
-/// stands in rather than a panic.
-fn encode_or_placeholder<T: Serialize>(v: &T) -> WipedJson {
-    WipedJson::encode(v).unwrap_or_else(|_| {
-        WipedJson::from_static(r#"{"jsonrpc":"2.0","method":"event","params":{"redacted":true}}"#)
-    })
 }
 
 #[cfg(test)]
@@ -651,8 +327,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::bus::Scopes;
     use crate::card::{CardType, Identity};
-    use crate::protocol::{ProtocolError, ReaderKind, Signature};
+    use crate::protocol::{ProtocolError, ReaderKind, Service, Signature, WipedJson};
 
     fn add(hub: &Hub, id: &str) {
         hub.publish(Update::ReaderAdded {
@@ -664,7 +341,8 @@ mod tests {
         });
     }
 
-    fn seqs(rx: &mut mpsc::Receiver<Notification>) -> Vec<u64> {
+    fn seqs(hub: &Hub, rx: &mut mpsc::Receiver<Notification>) -> Vec<u64> {
+        hub.wait_delivered();
         let mut out = Vec::new();
         while let Ok(n) = rx.try_recv() {
             out.push(n.seq);
@@ -687,7 +365,7 @@ mod tests {
         hub.publish(Update::CardRemoved {
             reader: "sim:0".into(),
         });
-        assert_eq!(seqs(&mut sub.rx), vec![2, 3]);
+        assert_eq!(seqs(&hub, &mut sub.rx), vec![2, 3]);
     }
 
     #[test]
@@ -704,7 +382,10 @@ mod tests {
             st.nfc[0].state
         };
         assert_eq!(state(&hub), NfcState::Opening);
-        assert!(seqs(&mut sub.rx).is_empty(), "listing is not an event");
+        assert!(
+            seqs(&hub, &mut sub.rx).is_empty(),
+            "listing is not an event"
+        );
         for (s, want) in [
             (ServiceState::Down, NfcState::Down),
             (ServiceState::Up, NfcState::Up),
@@ -716,7 +397,7 @@ mod tests {
             });
             assert_eq!(state(&hub), want);
         }
-        assert_eq!(seqs(&mut sub.rx), vec![1, 2], "down, then up");
+        assert_eq!(seqs(&hub, &mut sub.rx), vec![1, 2], "down, then up");
         // A device that already reported is not set back to opening.
         hub.publish(Update::NfcOpening {
             connstring: "pn532_uart:/dev/ttyUSB0".into(),
@@ -736,19 +417,20 @@ mod tests {
         hub.publish(Update::CardRemoved {
             reader: "sim:0".into(),
         });
-        assert!(seqs(&mut sub.rx).is_empty());
+        assert!(seqs(&hub, &mut sub.rx).is_empty());
     }
 
     #[test]
     fn full_queue_drops_only_that_subscriber() {
         let hub = Hub::new(PcscStatus::Disabled);
-        let slow = hub.subscribe(2, false);
+        let mut slow = hub.subscribe(2, false);
         let mut fast = hub.subscribe(64, false);
         for i in 0..5 {
             add(&hub, &format!("sim:{i}"));
         }
-        assert!(slow.lagged.load(Ordering::Acquire));
-        assert_eq!(seqs(&mut fast.rx), vec![1, 2, 3, 4, 5]);
+        hub.wait_delivered();
+        assert!(slow.lagged.try_recv().is_ok(), "told it lagged");
+        assert_eq!(seqs(&hub, &mut fast.rx), vec![1, 2, 3, 4, 5]);
         assert_eq!(hub.subscriber_count(), 1);
     }
 
@@ -765,6 +447,7 @@ mod tests {
         hub.publish(Update::ReaderRemoved {
             reader: "sim:0".into(),
         });
+        hub.wait_delivered();
         let got: Vec<String> = std::iter::from_fn(|| sub.rx.try_recv().ok())
             .map(|n| n.json.to_string())
             .collect();
@@ -875,6 +558,7 @@ mod tests {
             identity: one_beneficiary(),
             elapsed: Duration::from_millis(1),
         });
+        hub.wait_delivered();
         let next = |s: &mut Subscription| s.rx.try_recv().expect("an event");
         let (a, n1, n2, d, p, f) = (
             next(&mut all),
@@ -916,6 +600,7 @@ mod tests {
             verified: true,
         });
         hub.publish(Update::SignatureCompleted { signature });
+        hub.wait_delivered();
         let (a, n1, d, p, f) = (
             next(&mut all),
             next(&mut names1),
@@ -954,6 +639,7 @@ mod tests {
                 verified: true,
             }),
         });
+        hub.wait_delivered();
         assert!(!next(&mut unsigned).json.contains("PUBKEY"));
     }
 
@@ -968,7 +654,140 @@ mod tests {
                 detail: String::new(),
             });
         }
-        assert_eq!(seqs(&mut sub.rx), vec![1]);
+        assert_eq!(seqs(&hub, &mut sub.rx), vec![1]);
         assert_eq!(hub.status().pcsc, PcscStatus::Down);
+    }
+    #[test]
+    fn an_update_that_changes_nothing_takes_no_seq() {
+        let hub = Hub::new(PcscStatus::Disabled);
+        add(&hub, "sim:0");
+        add(&hub, "sim:0");
+        hub.publish(Update::CardRemoved {
+            reader: "sim:0".into(),
+        });
+        assert_eq!(hub.seq(), 1);
+        let mut sub = hub.subscribe(16, false);
+        add(&hub, "sim:1");
+        assert_eq!(seqs(&hub, &mut sub.rx), vec![2]);
+    }
+
+    #[test]
+    fn subscribers_joining_while_a_thread_publishes_get_exactly_the_events_after_their_snapshot() {
+        let hub = Hub::new(PcscStatus::Disabled);
+        let publisher = {
+            let hub = hub.clone();
+            std::thread::spawn(move || {
+                for i in 0..2000 {
+                    add(&hub, &format!("sim:{i}"));
+                }
+            })
+        };
+        let mut subs: Vec<Subscription> = (0..20).map(|_| hub.subscribe(4096, false)).collect();
+        let _ = publisher.join();
+        hub.wait_delivered();
+        for s in &mut subs {
+            // The snapshot holds exactly the readers added up to its seq.
+            assert_eq!(s.snapshot.len() as u64, s.seq);
+            let got = seqs(&hub, &mut s.rx);
+            let want: Vec<u64> = (s.seq + 1..=2000).collect();
+            assert_eq!(got, want, "subscribed at {}", s.seq);
+        }
+    }
+
+    #[test]
+    fn publishing_never_waits_for_a_subscriber_that_does_not_read() {
+        let hub = Hub::new(PcscStatus::Disabled);
+        let stuck = hub.subscribe(1, false);
+        let mut fine = hub.subscribe(4096, false);
+        for i in 0..1000 {
+            add(&hub, &format!("sim:{i}"));
+        }
+        assert_eq!(seqs(&hub, &mut fine.rx).len(), 1000);
+        assert_eq!(hub.subscriber_count(), 1, "the stuck one was dropped");
+        drop(stuck);
+    }
+
+    #[test]
+    fn every_subscriber_of_a_view_shares_one_complete_frame() {
+        let hub = Hub::new(PcscStatus::Disabled);
+        let mut a = hub.subscribe(16, false);
+        let mut b = hub.subscribe(16, false);
+        add(&hub, "sim:0");
+        hub.wait_delivered();
+        let (x, y) = (
+            a.rx.try_recv().expect("event"),
+            b.rx.try_recv().expect("event"),
+        );
+        assert!(Arc::ptr_eq(&x, &y), "one encoding, shared");
+        let frame = x.frame();
+        assert_eq!(frame[0], 0x81, "FIN + text");
+        assert_eq!(&frame[frame.len() - x.json.len()..], x.json.as_bytes());
+    }
+
+    #[test]
+    fn dropping_the_hub_ends_its_fan_out_thread() {
+        let hub = Hub::new(PcscStatus::Disabled);
+        let mut sub = hub.subscribe(16, false);
+        add(&hub, "sim:0");
+        drop(hub);
+        // The thread handled what was sent, then ended (joined in the drop), and
+        // with it the subscriber's sending side.
+        assert_eq!(sub.rx.try_recv().map(|n| n.seq).ok(), Some(1));
+        assert!(matches!(
+            sub.rx.try_recv(),
+            Err(mpsc::error::TryRecvError::Disconnected)
+        ));
+    }
+
+    #[test]
+    fn a_card_pulled_mid_read_leaves_a_gapless_sequence_without_its_stale_outcome() {
+        let hub = Hub::new(PcscStatus::Disabled);
+        add(&hub, "sim:0");
+        let mut sub = hub.subscribe(64, false);
+        hub.publish(Update::CardInserted {
+            reader: "sim:0".into(),
+            atr: vec![0x3B],
+            card_type: CardType::Vitale2,
+        });
+        hub.publish(Update::CardReading {
+            reader: "sim:0".into(),
+            step: 1,
+            total: 3,
+        });
+        hub.publish(Update::CardRemoved {
+            reader: "sim:0".into(),
+        });
+        // The card thread, not yet aware, reports the rest of its read.
+        hub.publish(Update::CardReading {
+            reader: "sim:0".into(),
+            step: 2,
+            total: 3,
+        });
+        hub.publish(Update::IdentityRead {
+            reader: "sim:0".into(),
+            identity: one_beneficiary(),
+            elapsed: Duration::from_millis(1),
+        });
+        add(&hub, "sim:1");
+        hub.wait_delivered();
+        let got: Vec<(u64, String)> = std::iter::from_fn(|| sub.rx.try_recv().ok())
+            .map(|n| {
+                let v: serde_json::Value = serde_json::from_str(&n.json).expect("json");
+                (
+                    n.seq,
+                    v["params"]["type"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        let want: Vec<(u64, String)> = [
+            (2, "card.inserted"),
+            (3, "card.reading"),
+            (4, "card.removed"),
+            (5, "reader.added"),
+        ]
+        .iter()
+        .map(|(s, t)| (*s, t.to_string()))
+        .collect();
+        assert_eq!(got, want);
     }
 }

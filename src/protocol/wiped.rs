@@ -7,8 +7,10 @@
 //!
 //! The buffer is sized exactly before it is written (a first, counting pass), so
 //! serialization never reallocates and leaves no unwiped partial copies behind in
-//! freed memory. What the WebSocket library copies into its own write buffer, and
-//! what the kernel holds in socket buffers, is outside our reach (docs/security.md).
+//! freed memory. [`WipedFrame`] is the same for an event: the WebSocket frame header
+//! and the JSON in one such buffer, written to every socket as it is, so no copy
+//! goes through the WebSocket library's write buffer. What the kernel holds in
+//! socket buffers is outside our reach (docs/security.md).
 
 use std::io::Write;
 
@@ -90,6 +92,100 @@ impl WipedJson {
     }
 }
 
+/// Appends the header of one unmasked, final text frame carrying `len` payload bytes
+/// (RFC 6455 §5.2; a server never masks, §5.1), formatted by tungstenite.
+pub fn text_frame_header(len: usize, out: &mut Vec<u8>) {
+    use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    let header = FrameHeader {
+        opcode: OpCode::Data(Data::Text),
+        ..FrameHeader::default()
+    };
+    // Writing into a Vec cannot fail.
+    let _ = header.format(len as u64, out);
+}
+
+/// Bytes of the header [`text_frame_header`] writes for `len` payload bytes.
+fn text_frame_header_len(len: usize) -> usize {
+    match len {
+        0..=125 => 2,
+        126..=65_535 => 4,
+        _ => 10,
+    }
+}
+
+/// One complete, unmasked WebSocket text frame whose payload is serialized JSON, in
+/// one buffer: what the fan-out hands every subscriber of a view, header included,
+/// so a session writes it as it is. Wiped when the last reference goes, like
+/// [`WipedJson`] (whose [`WipedFrame::json`] view shares the same buffer).
+#[derive(Clone)]
+pub struct WipedFrame {
+    frame: Bytes,
+    header: usize,
+}
+
+impl WipedFrame {
+    /// Serializes `value` as a frame's payload, header first, into a buffer of exactly
+    /// the right size.
+    pub fn encode<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<WipedFrame> {
+        let mut counter = Counter(0);
+        serde_json::to_writer(&mut counter, value)?;
+        let len = counter.0;
+        let header = text_frame_header_len(len);
+        let mut buf = Wiping(Vec::with_capacity(header + len));
+        text_frame_header(len, &mut buf.0);
+        serde_json::to_writer(&mut buf.0, value)?;
+        if buf.0.len() != header + len {
+            // Serialization is deterministic, so this is not expected; the header
+            // must match the payload whatever happens, so frame it again.
+            tracing::warn!(
+                counted = len,
+                written = buf.0.len() - header,
+                "serialized length changed between passes"
+            );
+            let payload = Wiping(buf.0.split_off(header));
+            return Ok(WipedFrame::framing(&payload.0));
+        }
+        Ok(WipedFrame {
+            frame: Bytes::from_owner(buf),
+            header,
+        })
+    }
+
+    /// A frame of fixed text (placeholders).
+    pub fn from_static(text: &'static str) -> WipedFrame {
+        WipedFrame::framing(text.as_bytes())
+    }
+
+    fn framing(payload: &[u8]) -> WipedFrame {
+        let header = text_frame_header_len(payload.len());
+        let mut buf = Wiping(Vec::with_capacity(header + payload.len()));
+        text_frame_header(payload.len(), &mut buf.0);
+        buf.0.extend_from_slice(payload);
+        WipedFrame {
+            frame: Bytes::from_owner(buf),
+            header,
+        }
+    }
+
+    /// The whole frame (a reference-count clone, no copy).
+    pub fn bytes(&self) -> Bytes {
+        self.frame.clone()
+    }
+
+    /// The payload, as JSON text sharing the frame's buffer.
+    pub fn json(&self) -> WipedJson {
+        WipedJson(self.frame.slice(self.header..))
+    }
+}
+
+/// Never the content: it may be an identity.
+impl std::fmt::Debug for WipedFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WipedFrame({} bytes)", self.frame.len())
+    }
+}
+
 /// Takes over a string's buffer without copying it; it is wiped from then on.
 impl From<String> for WipedJson {
     fn from(text: String) -> WipedJson {
@@ -125,6 +221,37 @@ mod tests {
         assert!(!format!("{w:?}").contains("DUPONT"));
         let c = w.clone();
         assert!(WipedJson::same_buffer(&w, &c), "clones share the buffer");
+    }
+
+    #[test]
+    fn a_frame_is_its_header_then_exactly_the_json_and_tungstenite_reads_it_back() {
+        use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
+        for n in [0usize, 100, 130, 70_000] {
+            let v = serde_json::json!({ "name": "x".repeat(n) });
+            let f = WipedFrame::encode(&v).expect("encodes");
+            let json = f.json();
+            assert_eq!(json.as_str(), serde_json::to_string(&v).expect("json"));
+            let bytes = f.bytes();
+            let mut cur = std::io::Cursor::new(&bytes[..]);
+            let (h, len) = FrameHeader::parse(&mut cur)
+                .expect("valid")
+                .expect("complete");
+            assert_eq!(len as usize, json.len());
+            assert_eq!(
+                cur.position() as usize + json.len(),
+                bytes.len(),
+                "no slack"
+            );
+            assert!(h.is_final && h.mask.is_none());
+            assert_eq!(&bytes[cur.position() as usize..], json.as_bytes());
+            // The JSON view is the frame's own buffer, not a copy.
+            assert_eq!(
+                json.bytes().as_ptr(),
+                bytes[cur.position() as usize..].as_ptr()
+            );
+        }
+        let s = WipedFrame::from_static("{}");
+        assert_eq!(&s.bytes()[..], b"\x81\x02{}");
     }
 
     #[test]

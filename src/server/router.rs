@@ -8,8 +8,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::Ctx;
 use super::handshake::{Peer, host_allowed};
@@ -143,16 +142,21 @@ pub async fn handle(
         return;
     };
     let limit = ctx.cfg.max_message_bytes;
+    // tungstenite only reads here and writes control frames (pongs, pings, Close)
+    // into a buffer the session empties after every call; responses and events never
+    // pass through its write buffer.
     let config = WebSocketConfig::default()
         .read_buffer_size(4096)
         .max_message_size(Some(limit))
         .max_frame_size(Some(limit))
-        .max_write_buffer_size(8 << 20);
-    let ws = WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(config)).await;
+        .write_buffer_size(0)
+        .max_write_buffer_size(64 * 1024);
     session::run(
         ctx,
         Start {
-            ws,
+            stream,
+            rest,
+            config,
             addr,
             peer,
             slot,

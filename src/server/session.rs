@@ -1,45 +1,66 @@
-//! One WebSocket connection after the upgrade: reads and answers requests, runs card
-//! work as bounded tasks, hands output to its [`Writer`], and closes cleanly.
+//! One WebSocket connection after the upgrade, in one task: it reads and answers
+//! requests, forwards subscribed events, pings, and closes cleanly.
 //!
-//! The session never waits on the client while holding anything others need: output
-//! goes through the writer (which races shutdown and lag), card work runs as tasks,
-//! and every closing wait is bounded by `close_timeout`.
+//! Reading goes through tungstenite's [`WebSocketContext`] (RFC 6455: masking,
+//! control frames, fragmentation, UTF-8, size limits, the close handshake), fed
+//! straight from the socket with `try_read`. What tungstenite has to send itself
+//! (pongs, pings, Close frames) comes back as bytes and joins the same ordered
+//! [`Outbox`] as the text frames the session writes directly: responses, and events
+//! the hub encoded once for every subscriber of a view. On each wake the session
+//! queues everything that is ready and writes it in one vectored write, so a burst
+//! of events costs one system call, not one per event.
+//!
+//! Every wait is bounded and nothing is waited on while holding what others need:
+//! the write deadline runs only while a write is blocked, card work runs as tasks,
+//! a client that lets its event queue fill is told so by the hub and closed with
+//! 1008, and the closing handshake is bounded by `close_timeout`.
 
+use std::io::{Read, Write};
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
-use futures_util::StreamExt;
-use futures_util::stream::SplitStream;
+use bytes::Bytes;
 use serde_json::{Value, json};
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
-use tokio::task::{JoinHandle, JoinSet};
-use tokio_tungstenite::WebSocketStream;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+use tokio::time::MissedTickBehavior;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketContext};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::handshake::Peer;
 use super::limits::{ClientSlot, TokenBucket};
 use super::methods::{self, Call};
-use super::writer::{Closing, Ended, Out, Sink, Writer};
+use super::writer::{Closing, Flushed, Outbox};
 use super::{Ctx, ServerConfig};
-use crate::bus::{ScopedIdentity, Scopes};
+use crate::bus::{Notification, ScopedIdentity, Scopes};
 use crate::protocol::WipedJson;
 use crate::protocol::rpc::{self, Incoming, RpcError};
 use crate::protocol::{ProtocolError, Reason};
 
-type Source = SplitStream<WebSocketStream<TcpStream>>;
+/// Queued buffers beyond which the session stops reading requests: the client is not
+/// taking its responses, so TCP pushes back on it instead of memory growing here.
+const OUTBOX_READ_LIMIT: usize = 128;
 
-/// Responses waiting for the writer; beyond this the session stops reading, which
-/// pushes back on the client through TCP.
-const OUT_QUEUE: usize = 64;
+/// Events taken from the subscription per wake: one vectored write's worth. While a
+/// write is blocked none are taken, so the hub's bounded queue is what fills.
+const EVENT_BATCH: usize = 32;
+
+/// Messages read per wake before the other branches get a turn.
+const READ_BATCH: usize = 32;
 
 /// Everything a session starts with.
 pub struct Start {
     /// The upgraded connection.
-    pub ws: WebSocketStream<TcpStream>,
+    pub stream: TcpStream,
+    /// What the client sent after its request head (the start of its first frames).
+    pub rest: Vec<u8>,
+    /// Size limits for incoming frames and messages.
+    pub config: tokio_tungstenite::tungstenite::protocol::WebSocketConfig,
     /// Remote address, for logs.
     pub addr: SocketAddr,
     /// Who the client is (decides redaction and the signing origin).
@@ -48,245 +69,312 @@ pub struct Start {
     pub slot: ClientSlot,
 }
 
-/// Why the read loop stopped.
-enum ReadEnd {
-    /// The peer closed or the socket failed: nothing more to do.
+/// tungstenite's view of the socket: reads come straight from it without waiting
+/// (`WouldBlock` when it is empty), writes (control frames only) are collected for
+/// the outbox.
+struct Io<'a> {
+    tcp: &'a TcpStream,
+    out: &'a mut Vec<u8>,
+}
+
+impl Read for Io<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.tcp.try_read(buf)
+    }
+}
+
+impl Write for Io<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// How the connection ends.
+enum End {
+    /// The peer closed (its Close answered) or the socket failed: nothing more to do.
     Gone,
-    /// The writer is closing (or has closed): read until the peer's Close.
-    Closing,
-    /// The stream is unusable (oversized frame, bad UTF-8, protocol error): send this
-    /// close, then drain the raw socket.
+    /// Send this Close, then wait for the peer's (the closing handshake).
+    Close(Closing),
+    /// The stream is unusable (oversized frame, bad UTF-8, protocol error): send
+    /// this Close, then discard whatever the client still sends.
     Fatal(Closing),
+}
+
+/// A live subscription.
+struct Live {
+    id: u64,
+    rx: mpsc::Receiver<Notification>,
 }
 
 struct Session<'a> {
     ctx: &'a Ctx,
     peer: Peer,
     addr: SocketAddr,
-    out: mpsc::Sender<Out>,
+    tcp: TcpStream,
+    ws: WebSocketContext,
+    /// Bytes tungstenite produced during the last call, moved to the outbox after it.
+    control: Vec<u8>,
+    outbox: Outbox,
+    /// A write is waiting for the socket (its send buffer is full).
+    blocked: bool,
     bucket: TokenBucket,
-    tasks: JoinSet<()>,
-    subscription: Option<u64>,
-    unanswered: Arc<AtomicU32>,
-}
-
-/// The writer task and, once it has finished, what it handed back.
-struct WriterTask {
-    handle: Option<JoinHandle<(Sink, Ended)>>,
-    sink: Option<Sink>,
-}
-
-impl WriterTask {
-    /// Waits for the writer to finish; pending forever once it has.
-    async fn wait(&mut self) -> Option<Ended> {
-        let Some(handle) = self.handle.as_mut() else {
-            return std::future::pending().await;
-        };
-        let result = handle.await;
-        self.handle = None;
-        match result {
-            Ok((sink, ended)) => {
-                self.sink = Some(sink);
-                Some(ended)
-            }
-            Err(_) => None,
-        }
-    }
-
-    /// Lets the writer finish until `deadline`, then stops it; returns the sink if
-    /// it came back.
-    async fn finish(&mut self, deadline: tokio::time::Instant) -> Option<Sink> {
-        if self.handle.is_some()
-            && tokio::time::timeout_at(deadline, self.wait())
-                .await
-                .is_err()
-            && let Some(h) = self.handle.take()
-        {
-            h.abort();
-        }
-        self.sink.take()
-    }
+    tasks: JoinSet<Option<WipedJson>>,
+    events: Option<Live>,
+    /// Fires when the hub dropped the subscription because its queue filled.
+    lagged: Option<oneshot::Receiver<()>>,
+    /// Pings sent and not yet answered.
+    unanswered: u32,
 }
 
 /// Runs one connection to its end.
 pub async fn run(ctx: Arc<Ctx>, start: Start, mut stop: watch::Receiver<bool>) {
     let Start {
-        ws,
+        stream,
+        rest,
+        config,
         addr,
         peer,
         slot,
     } = start;
     let cfg: &ServerConfig = &ctx.cfg;
-    let (sink, mut source) = ws.split();
-    let (out_tx, out_rx) = mpsc::channel(OUT_QUEUE);
-    let (abort_tx, abort_rx) = watch::channel(false);
-    let unanswered = Arc::new(AtomicU32::new(0));
-    let mut writer = WriterTask {
-        handle: Some(tokio::spawn(
-            Writer {
-                sink,
-                out: out_rx,
-                stop: stop.clone(),
-                abort: abort_rx,
-                unanswered: unanswered.clone(),
-                ping_interval: cfg.ping_interval,
-                write_timeout: cfg.ping_interval.max(cfg.close_timeout),
-                close_timeout: cfg.close_timeout,
-            }
-            .run(),
-        )),
-        sink: None,
-    };
     let mut session = Session {
         ctx: &ctx,
         peer,
         addr,
-        out: out_tx,
+        tcp: stream,
+        ws: WebSocketContext::from_partially_read(
+            rest,
+            tokio_tungstenite::tungstenite::protocol::Role::Server,
+            Some(config),
+        ),
+        control: Vec::new(),
+        outbox: Outbox::default(),
+        blocked: false,
         bucket: TokenBucket::new(cfg.rate_per_sec, Instant::now()),
         tasks: JoinSet::new(),
-        subscription: None,
-        unanswered,
+        events: None,
+        lagged: None,
+        unanswered: 0,
     };
-    let end = session.read_loop(&mut source, &mut stop, &mut writer).await;
-    let close_deadline = tokio::time::Instant::now() + cfg.close_timeout;
+    let end = session.serve(&mut stop).await;
+    session.release();
+    let deadline = tokio::time::Instant::now() + cfg.close_timeout;
     let outcome = match end {
-        ReadEnd::Gone => "closed by client",
-        ReadEnd::Closing => {
-            // Keep reading so tungstenite sees the peer's Close and the closing
-            // handshake completes (browsers report 1006 otherwise).
-            let _ = tokio::time::timeout_at(close_deadline, async {
-                while let Some(Ok(_)) = source.next().await {}
-            })
-            .await;
+        End::Gone => {
+            // A Close reply tungstenite queued goes out if the socket takes it.
+            let _ = session.drain_outbox(deadline).await;
+            "closed by client"
+        }
+        End::Close(closing) => {
+            tracing::info!(peer = %addr, code = closing.code, reason = closing.reason, "closing client");
+            session.queue_close(closing, true);
+            if session.drain_outbox(deadline).await {
+                // Read on so the peer's Close is seen and the closing handshake
+                // completes (browsers report 1006 otherwise).
+                session.await_peer_close(deadline).await;
+            }
             "closed by server"
         }
-        ReadEnd::Fatal(closing) => {
-            let queued =
-                tokio::time::timeout_at(close_deadline, session.out.send(Out::Close(closing)));
-            let _ = queued.await;
-            if let Some(sink) = writer.finish(close_deadline).await
-                && let Ok(mut ws) = source.reunite(sink)
-            {
-                drain_raw(ws.get_mut(), close_deadline).await;
+        End::Fatal(closing) => {
+            session.queue_close(closing, false);
+            if session.drain_outbox(deadline).await {
+                session.discard_input(deadline).await;
             }
             closing.reason
         }
     };
-    session.finish();
-    let _ = abort_tx.send(true);
     drop(session);
-    writer
-        .finish(tokio::time::Instant::now() + cfg.close_timeout)
-        .await;
     drop(slot);
     tracing::info!(peer = %addr, outcome, "client disconnected");
 }
 
-/// Discards whatever the client still sends (the rest of an oversized frame, its
-/// Close) until it hangs up or the deadline passes, in a fixed buffer.
-async fn drain_raw(stream: &mut TcpStream, deadline: tokio::time::Instant) {
-    let mut buf = [0u8; 4096];
-    let _ = tokio::time::timeout_at(deadline, async {
-        while let Ok(n) = stream.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-        }
-    })
-    .await;
-}
-
 impl Session<'_> {
-    async fn read_loop(
-        &mut self,
-        source: &mut Source,
-        stop: &mut watch::Receiver<bool>,
-        writer: &mut WriterTask,
-    ) -> ReadEnd {
+    /// Serves the connection until it must end.
+    async fn serve(&mut self, stop: &mut watch::Receiver<bool>) -> End {
+        let ctx = self.ctx;
+        let cfg = &ctx.cfg;
+        // Registered once for the connection's life.
+        let mut stopped = pin!(stop.wait_for(|s| *s));
+        let start = tokio::time::Instant::now() + cfg.ping_interval;
+        let mut ping = tokio::time::interval_at(start, cfg.ping_interval);
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // One deadline, armed (reset) only while a write is blocked.
+        let write_timeout = cfg.ping_interval.max(cfg.close_timeout);
+        let mut deadline = pin!(tokio::time::sleep(write_timeout));
+        // Frames that came with the request head are already in tungstenite's buffer,
+        // and what arrived since the router's last read may never be signalled again:
+        // read before the first wait.
+        let mut step = self.read_messages();
         loop {
-            let msg = tokio::select! {
+            if let Some(end) = step {
+                return end;
+            }
+            let was_blocked = self.blocked;
+            match self.outbox.flush(&self.tcp) {
+                Ok(Flushed::Done) => self.blocked = false,
+                Ok(Flushed::Blocked { progressed }) => {
+                    // A client that takes bytes, however slowly, gets a fresh
+                    // deadline; one that takes none runs out of the one it has.
+                    if !was_blocked || progressed {
+                        deadline
+                            .as_mut()
+                            .reset(tokio::time::Instant::now() + write_timeout);
+                    }
+                    self.blocked = true;
+                }
+                Err(_) => return End::Gone,
+            }
+            let reading = self.outbox.len() < OUTBOX_READ_LIMIT;
+            let taking = !self.blocked;
+            step = tokio::select! {
                 biased;
-                _ = stop.wait_for(|s| *s) => return ReadEnd::Closing,
-                w = writer.wait() => {
-                    // The writer closed on its own (lag, no pong, stalled) or died.
-                    return match w {
-                        Some(Ended::Closed(c)) => {
-                            tracing::info!(peer = %self.addr, code = c.code, reason = c.reason, "closing client");
-                            ReadEnd::Closing
+                _ = &mut stopped => return End::Close(Closing::GOING_AWAY),
+                _ = lag(&mut self.lagged) => return End::Close(Closing::QUEUE_FULL),
+                _ = &mut deadline, if self.blocked => return End::Close(Closing::WRITE_STALLED),
+                w = self.tcp.writable(), if self.blocked => match w {
+                    Ok(()) => None,
+                    Err(_) => return End::Gone,
+                },
+                n = next_event(&mut self.events), if taking => {
+                    match n {
+                        Some(n) => {
+                            self.outbox.push(n.frame());
+                            self.take_events();
                         }
-                        _ => ReadEnd::Gone,
-                    };
+                        // The hub ended the subscription; if it lagged, `lagged`
+                        // fires next.
+                        None => self.events = None,
+                    }
+                    None
                 }
-                Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => continue,
-                m = source.next() => m,
+                Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => {
+                    if let Ok(Some(response)) = done {
+                        self.outbox.push_text(response.bytes());
+                    }
+                    None
+                }
+                r = self.tcp.readable(), if reading => match r {
+                    Ok(()) => self.read_messages(),
+                    Err(_) => return End::Gone,
+                },
+                _ = ping.tick() => {
+                    if self.unanswered >= 2 {
+                        return End::Close(Closing::NO_PONG);
+                    }
+                    self.unanswered += 1;
+                    let mut io = Io { tcp: &self.tcp, out: &mut self.control };
+                    if self.ws.write(&mut io, Message::Ping(Default::default())).is_err()
+                        || self.ws.flush(&mut io).is_err()
+                    {
+                        return End::Gone;
+                    }
+                    self.take_control();
+                    None
+                }
             };
-            let step = match msg {
-                None => return ReadEnd::Gone,
-                Some(Ok(Message::Text(t))) => self.on_text(t.as_str()).await,
-                Some(Ok(Message::Binary(_))) => {
-                    let e = RpcError::invalid_request(
-                        "binary frames are not accepted; send JSON-RPC as text",
-                    );
-                    self.send(rpc::failure(&Value::Null, &e)).await
-                }
-                Some(Ok(Message::Pong(_))) => {
-                    self.unanswered.store(0, Ordering::Release);
-                    Ok(())
-                }
-                // Pings are answered by tungstenite; a Close is answered on the next
-                // read, which then ends the stream.
-                Some(Ok(Message::Ping(_) | Message::Close(_) | Message::Frame(_))) => Ok(()),
-                Some(Err(e)) => return self.read_error(e).await,
-            };
-            if step.is_err() {
-                // The writer is gone: it is closing the connection.
-                return ReadEnd::Closing;
+        }
+    }
+
+    /// Queues the events already waiting, up to one batch.
+    fn take_events(&mut self) {
+        let Some(live) = self.events.as_mut() else {
+            return;
+        };
+        for _ in 1..EVENT_BATCH {
+            match live.rx.try_recv() {
+                Ok(n) => self.outbox.push(n.frame()),
+                Err(_) => break,
             }
         }
     }
 
-    async fn read_error(&mut self, e: WsError) -> ReadEnd {
+    /// Moves what tungstenite wrote (pongs, pings, Close frames) to the outbox.
+    fn take_control(&mut self) {
+        if !self.control.is_empty() {
+            let bytes = std::mem::take(&mut self.control);
+            self.outbox.push(Bytes::from(bytes));
+        }
+    }
+
+    /// Reads and handles the messages the socket has, up to a batch. `Some` when the
+    /// connection must end.
+    fn read_messages(&mut self) -> Option<End> {
+        for _ in 0..READ_BATCH {
+            let mut io = Io {
+                tcp: &self.tcp,
+                out: &mut self.control,
+            };
+            let read = self.ws.read(&mut io);
+            self.take_control();
+            match read {
+                Ok(Message::Text(t)) => self.on_text(t.as_str()),
+                Ok(Message::Binary(_)) => {
+                    let e = RpcError::invalid_request(
+                        "binary frames are not accepted; send JSON-RPC as text",
+                    );
+                    self.respond(rpc::failure(&Value::Null, &e).into());
+                }
+                Ok(Message::Pong(_)) => self.unanswered = 0,
+                // tungstenite answers pings itself (the pong is in `control`); a Close
+                // is answered on the next read, which then ends the stream.
+                Ok(Message::Ping(_) | Message::Close(_) | Message::Frame(_)) => {}
+                Err(WsError::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    return None;
+                }
+                Err(e) => return Some(self.read_error(e)),
+            }
+        }
+        None
+    }
+
+    fn read_error(&mut self, e: WsError) -> End {
+        use tokio_tungstenite::tungstenite::error::ProtocolError as P;
         match e {
             WsError::Capacity(_) => {
                 tracing::info!(peer = %self.addr, limit = self.ctx.cfg.max_message_bytes, "message over the size limit");
-                ReadEnd::Fatal(Closing::TOO_BIG)
+                End::Fatal(Closing::TOO_BIG)
             }
             WsError::Utf8(_) => {
                 tracing::info!(peer = %self.addr, "text frame with invalid UTF-8");
                 let e = RpcError::parse("text frame is not valid UTF-8");
-                let _ = self.send(rpc::failure(&Value::Null, &e)).await;
-                ReadEnd::Fatal(Closing::BAD_UTF8)
+                self.respond(rpc::failure(&Value::Null, &e).into());
+                End::Fatal(Closing::BAD_UTF8)
             }
+            // The peer hung up without a Close: nothing to answer.
+            WsError::Protocol(P::ResetWithoutClosingHandshake) => End::Gone,
             WsError::Protocol(p) => {
                 tracing::info!(peer = %self.addr, error = %p, "websocket protocol error");
-                ReadEnd::Fatal(Closing::PROTOCOL)
+                End::Fatal(Closing::PROTOCOL)
             }
             other => {
                 tracing::debug!(peer = %self.addr, error = %other, "connection ended");
-                ReadEnd::Gone
+                End::Gone
             }
         }
     }
 
-    /// Queues a response; `Err` when the writer has gone.
-    async fn send(&self, text: impl Into<WipedJson>) -> Result<(), ()> {
-        self.out.send(Out::Text(text.into())).await.map_err(|_| ())
+    /// Queues a response.
+    fn respond(&mut self, text: WipedJson) {
+        self.outbox.push_text(text.bytes());
     }
 
-    async fn on_text(&mut self, text: &str) -> Result<(), ()> {
+    fn on_text(&mut self, text: &str) {
         let within_rate = self.bucket.take(Instant::now());
         let req = match rpc::parse(text) {
             Incoming::Invalid { id, error, respond } => {
-                return if respond {
-                    self.send(rpc::failure(&id, &error)).await
-                } else {
-                    Ok(())
-                };
+                if respond {
+                    self.respond(rpc::failure(&id, &error).into());
+                }
+                return;
             }
             Incoming::Request(r) => r,
         };
         if !within_rate {
-            let Some(id) = req.id else { return Ok(()) };
+            let Some(id) = req.id else { return };
             let e = ProtocolError::new(
                 Reason::RateLimited,
                 format!(
@@ -295,21 +383,20 @@ impl Session<'_> {
                     self.bucket.retry_after().as_millis().max(1)
                 ),
             );
-            return self.send(rpc::failure(&id, &e.into())).await;
+            self.respond(rpc::failure(&id, &e.into()).into());
+            return;
         }
-        let call = match Call::parse(&req.method, req.params) {
-            Ok(c) => c,
+        match Call::parse(&req.method, req.params) {
+            Ok(call) => self.dispatch(req.id, call),
             Err(e) => {
-                return match req.id {
-                    Some(id) => self.send(rpc::failure(&id, &e)).await,
-                    None => Ok(()),
-                };
+                if let Some(id) = req.id {
+                    self.respond(rpc::failure(&id, &e).into());
+                }
             }
-        };
-        self.dispatch(req.id, call).await
+        }
     }
 
-    async fn dispatch(&mut self, id: Option<Value>, call: Call) -> Result<(), ()> {
+    fn dispatch(&mut self, id: Option<Value>, call: Call) {
         let hub = &self.ctx.hub;
         let redacted = self.peer.redacted();
         let result = match call {
@@ -322,68 +409,59 @@ impl Session<'_> {
             }
             Call::Status => methods::status(hub),
             Call::ReadersList => {
-                let Some(id) = id else { return Ok(()) };
+                let Some(id) = id else { return };
                 let readers = hub.readers(redacted);
                 let result = methods::ReadersResult::new(&readers, self.peer.scopes());
-                return self.send(rpc::success_wiped(&id, result)).await;
+                self.respond(rpc::success_wiped(&id, result));
+                return;
             }
             Call::Subscribe => {
-                if let Some(old) = self.subscription.take() {
-                    hub.unsubscribe(old);
-                }
+                self.unsubscribe();
                 let sub = hub.subscribe_as(self.ctx.cfg.queue_len, self.peer.view());
-                self.subscription = Some(sub.id);
-                let scopes = self.peer.scopes();
-                let response = id.as_ref().map(|id| {
+                // The response is queued before any event is taken: the client sees
+                // the snapshot at `seq`, then exactly the events after it.
+                if let Some(id) = id {
                     let result = methods::SubscribeResult {
                         seq: sub.seq,
-                        snapshot: methods::ReadersResult::new(&sub.snapshot, scopes),
+                        snapshot: methods::ReadersResult::new(&sub.snapshot, self.peer.scopes()),
                     };
-                    rpc::success_wiped(id, result)
+                    self.respond(rpc::success_wiped(&id, result));
+                }
+                self.events = Some(Live {
+                    id: sub.id,
+                    rx: sub.rx,
                 });
-                return self
-                    .out
-                    .send(Out::Subscribed {
-                        response,
-                        rx: sub.rx,
-                        lagged: sub.lagged,
-                    })
-                    .await
-                    .map_err(|_| ());
+                self.lagged = Some(sub.lagged);
+                return;
             }
             Call::Unsubscribe => {
-                if let Some(old) = self.subscription.take() {
-                    hub.unsubscribe(old);
+                self.unsubscribe();
+                if let Some(id) = id {
+                    self.respond(rpc::success(&id, json!({})).into());
                 }
-                let response = id.as_ref().map(|id| rpc::success(id, json!({})).into());
-                return self
-                    .out
-                    .send(Out::Unsubscribed { response })
-                    .await
-                    .map_err(|_| ());
+                return;
             }
             card @ (Call::CardRead { .. } | Call::CardSign { .. }) => {
                 // A card answer nobody waits for is not worth a trip to the card.
-                let Some(id) = id else { return Ok(()) };
-                return self.card_work(id, card).await;
+                if let Some(id) = id {
+                    self.card_work(id, card);
+                }
+                return;
             }
         };
-        match id {
-            Some(id) => self.send(rpc::success(&id, result)).await,
-            None => Ok(()),
+        if let Some(id) = id {
+            self.respond(rpc::success(&id, result).into());
         }
     }
 
-    async fn card_work(&mut self, id: Value, call: Call) -> Result<(), ()> {
+    fn card_work(&mut self, id: Value, call: Call) {
         if self.peer.redacted() {
-            return self
-                .send(rpc::failure(&id, &methods::not_permitted()))
-                .await;
+            self.respond(rpc::failure(&id, &methods::not_permitted()).into());
+            return;
         }
         if matches!(call, Call::CardSign { .. }) && !self.peer.scopes().contains(Scopes::SIGN) {
-            return self
-                .send(rpc::failure(&id, &methods::sign_not_permitted()))
-                .await;
+            self.respond(rpc::failure(&id, &methods::sign_not_permitted()).into());
+            return;
         }
         let scopes = self.peer.scopes();
         if self.tasks.len() >= self.ctx.cfg.max_inflight {
@@ -394,43 +472,155 @@ impl Session<'_> {
                     self.ctx.cfg.max_inflight
                 ),
             );
-            return self.send(rpc::failure(&id, &e.into())).await;
+            self.respond(rpc::failure(&id, &e.into()).into());
+            return;
         }
         let hub = self.ctx.hub.clone();
-        let out = self.out.clone();
         let binding = self.peer.binding().to_string();
         let addr = self.addr;
         self.tasks.spawn(async move {
-            let text = match call {
+            match call {
                 Call::CardRead { reader, fresh } => {
                     let started = Instant::now();
                     let r = hub.read_card(&reader, fresh).await;
                     tracing::info!(peer = %addr, reader = %reader, fresh, ok = r.is_ok(), ms = started.elapsed().as_millis() as u64, "card.read");
-                    match r {
+                    Some(match r {
                         Ok(identity) => rpc::success_wiped(&id, ScopedIdentity(&identity, scopes)),
                         Err(e) => rpc::failure(&id, &e.into()).into(),
-                    }
+                    })
                 }
                 Call::CardSign { reader, challenge } => {
                     let r = hub.sign(&reader, &binding, &challenge).await;
                     tracing::info!(peer = %addr, reader = %reader, ok = r.is_ok(), "card.sign");
-                    match r {
+                    Some(match r {
                         Ok(sig) => rpc::success_wiped(&id, &*sig),
                         Err(e) => rpc::failure(&id, &e.into()).into(),
-                    }
+                    })
                 }
-                _ => return,
-            };
-            let _ = out.send(Out::Text(text)).await;
+                _ => None,
+            }
         });
-        Ok(())
     }
 
-    /// Releases what the session holds in the hub and stops its card work.
-    fn finish(&mut self) {
-        if let Some(id) = self.subscription.take() {
-            self.ctx.hub.unsubscribe(id);
+    fn unsubscribe(&mut self) {
+        if let Some(live) = self.events.take() {
+            self.ctx.hub.unsubscribe(live.id);
         }
+        self.lagged = None;
+    }
+
+    /// Releases what the session holds in the hub and stops its card work. What the
+    /// outbox holds (at most a batch and some responses) still goes out ahead of the
+    /// Close, within the close deadline.
+    fn release(&mut self) {
+        self.unsubscribe();
         self.tasks.abort_all();
+    }
+
+    /// Queues a Close frame behind whatever is being written. `handshake`: through
+    /// tungstenite, which then expects the peer's Close; otherwise (the stream is
+    /// unusable) a bare frame.
+    fn queue_close(&mut self, closing: Closing, handshake: bool) {
+        let frame = CloseFrame {
+            code: CloseCode::from(closing.code),
+            reason: closing.reason.into(),
+        };
+        let mut io = Io {
+            tcp: &self.tcp,
+            out: &mut self.control,
+        };
+        let sent = handshake && self.ws.close(&mut io, Some(frame.clone())).is_ok();
+        if !sent {
+            self.control.clear();
+            // Formatting into a Vec cannot fail.
+            let _ = Frame::close(Some(frame)).format(&mut self.control);
+        }
+        self.take_control();
+    }
+
+    /// Writes the outbox out until `deadline`; whether it all went.
+    async fn drain_outbox(&mut self, deadline: tokio::time::Instant) -> bool {
+        let all = tokio::time::timeout_at(deadline, async {
+            loop {
+                match self.outbox.flush(&self.tcp) {
+                    Ok(Flushed::Done) => return true,
+                    Ok(Flushed::Blocked { .. }) => {
+                        if self.tcp.writable().await.is_err() {
+                            return false;
+                        }
+                    }
+                    Err(_) => return false,
+                }
+            }
+        });
+        all.await.unwrap_or(false)
+    }
+
+    /// After our Close: reads until the peer's Close (tungstenite then reports the
+    /// connection closed) or `deadline`, answering nothing but pings.
+    async fn await_peer_close(&mut self, deadline: tokio::time::Instant) {
+        let _ = tokio::time::timeout_at(deadline, async {
+            loop {
+                if self.tcp.readable().await.is_err() {
+                    return;
+                }
+                loop {
+                    let mut io = Io {
+                        tcp: &self.tcp,
+                        out: &mut self.control,
+                    };
+                    match self.ws.read(&mut io) {
+                        Ok(_) => continue,
+                        Err(WsError::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            break;
+                        }
+                        Err(_) => return,
+                    }
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Discards whatever the client still sends (the rest of an oversized frame, its
+    /// Close) until it hangs up or `deadline`, in a fixed buffer.
+    async fn discard_input(&mut self, deadline: tokio::time::Instant) {
+        let mut buf = [0u8; 4096];
+        let _ = tokio::time::timeout_at(deadline, async {
+            loop {
+                if self.tcp.readable().await.is_err() {
+                    return;
+                }
+                match self.tcp.try_read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => return,
+                }
+            }
+        })
+        .await;
+    }
+}
+
+/// Resolves when the hub reports the subscription lagged; pending otherwise (no
+/// subscription, or one that ended normally).
+async fn lag(lagged: &mut Option<oneshot::Receiver<()>>) {
+    match lagged {
+        Some(rx) => {
+            if rx.await.is_err() {
+                // Ended without lagging (unsubscribed): nothing to report.
+                *lagged = None;
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_event(events: &mut Option<Live>) -> Option<Notification> {
+    match events {
+        Some(live) => live.rx.recv().await,
+        None => std::future::pending().await,
     }
 }

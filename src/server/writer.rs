@@ -1,65 +1,17 @@
-//! The outgoing half of one WebSocket connection: responses, subscribed events, pings
-//! and the closing frame, in order, with every wait bounded.
+//! The outgoing side of one WebSocket connection: an ordered queue of complete frames
+//! (responses, events, pings, pongs, the closing frame), written with one vectored
+//! write per wake of the session.
 //!
-//! A write that cannot complete (the client stopped reading) never blocks anything
-//! else: it races server shutdown, the session's abort, the subscription's lag flag
-//! and a write deadline.
+//! Frames are `Bytes`: an event's frame is the hub's one encoding for its view,
+//! shared by reference count with every other subscriber of that view, so queueing
+//! it costs a reference count, never a copy. A burst of events that is queued by the
+//! time the session runs goes out in one `writev(2)`.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
 
-use futures_util::SinkExt;
-use futures_util::stream::SplitSink;
+use bytes::Bytes;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
-use tokio::time::{Instant, MissedTickBehavior};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-
-use tokio_tungstenite::tungstenite::Utf8Bytes;
-
-use crate::bus::Notification;
-use crate::protocol::WipedJson;
-
-/// A text frame over the shared, wiped buffer: no copy per client.
-fn text(json: &WipedJson) -> Message {
-    // The buffer is serde_json output, so always UTF-8; an empty frame stands in
-    // rather than a panic should that ever not hold.
-    Message::Text(Utf8Bytes::try_from(json.bytes()).unwrap_or_default())
-}
-
-/// The write half of a connection.
-pub type Sink = SplitSink<WebSocketStream<TcpStream>, Message>;
-
-/// How often a blocked write checks whether the hub dropped its subscription. Only
-/// runs while a write is pending, never on an idle connection.
-const LAG_POLL: Duration = Duration::from_millis(50);
-
-/// What the session asks the writer to send.
-#[derive(Debug)]
-pub enum Out {
-    /// A response (wiped once sent: it may be an identity).
-    Text(WipedJson),
-    /// Start forwarding events; the response (if any) goes out before any of them.
-    Subscribed {
-        /// The `subscribe` response, `None` for a notification.
-        response: Option<WipedJson>,
-        /// Events after the snapshot.
-        rx: mpsc::Receiver<Notification>,
-        /// Set by the hub when this subscriber's queue filled.
-        lagged: Arc<AtomicBool>,
-    },
-    /// Stop forwarding events, then send the response (if any).
-    Unsubscribed {
-        /// The `unsubscribe` response.
-        response: Option<WipedJson>,
-    },
-    /// Close after everything queued before it.
-    Close(Closing),
-}
 
 /// A close code and reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,156 +60,228 @@ impl Closing {
     };
 }
 
-/// How the writer ended.
+/// The header of one unmasked, final text frame carrying `len` payload bytes, for a
+/// response (events come from the hub as complete frames).
+pub fn text_header(len: usize) -> Bytes {
+    let mut out = Vec::with_capacity(10);
+    crate::protocol::wiped::text_frame_header(len, &mut out);
+    Bytes::from(out)
+}
+
+/// Most buffers handed to one `writev(2)`; far below `IOV_MAX` (1024), and a batch of
+/// events is at most this many frames anyway.
+const MAX_SLICES: usize = 64;
+
+/// What a flush achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ended {
-    /// It sent (or tried to send) a Close frame.
-    Closed(Closing),
-    /// The session ended it, or the socket failed; nothing more can be sent.
-    Stopped,
+pub enum Flushed {
+    /// Everything queued is in the kernel.
+    Done,
+    /// The socket's send buffer is full; `progressed` if some bytes went out first.
+    Blocked {
+        /// Whether this flush wrote anything before blocking.
+        progressed: bool,
+    },
 }
 
-/// Timing and shared state the writer needs.
-pub struct Writer {
-    /// The socket's write half.
-    pub sink: Sink,
-    /// Requests from the session.
-    pub out: mpsc::Receiver<Out>,
-    /// Server shutdown.
-    pub stop: watch::Receiver<bool>,
-    /// Set (or dropped) by the session when it is done.
-    pub abort: watch::Receiver<bool>,
-    /// Pings sent and not yet answered; the session resets it on a pong.
-    pub unanswered: Arc<AtomicU32>,
-    /// Ping interval.
-    pub ping_interval: Duration,
-    /// Longest a single write may take.
-    pub write_timeout: Duration,
-    /// Longest the closing frame may take to go out.
-    pub close_timeout: Duration,
+/// Complete frames waiting for the socket, in the order they must go out.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    frames: VecDeque<Bytes>,
+    /// Bytes of the front buffer already written (a write may stop mid-frame).
+    offset: usize,
+    /// Unwritten bytes in total.
+    bytes: usize,
 }
 
-struct Sub {
-    rx: mpsc::Receiver<Notification>,
-    lagged: Arc<AtomicBool>,
-}
+impl Outbox {
+    /// Queues one buffer (a complete frame, or a part of one queued in order).
+    pub fn push(&mut self, buf: Bytes) {
+        if buf.is_empty() {
+            return;
+        }
+        self.bytes += buf.len();
+        self.frames.push_back(buf);
+    }
 
-enum Halt {
-    Close(Closing),
-    Stop,
-}
+    /// Queues a text frame of `payload` (a header, then the payload itself: no copy).
+    pub fn push_text(&mut self, payload: Bytes) {
+        self.push(text_header(payload.len()));
+        self.push(payload);
+    }
 
-impl Writer {
-    /// Runs until the connection must close; returns the sink (for the session's
-    /// final drain) and how it ended.
-    pub async fn run(mut self) -> (Sink, Ended) {
-        let mut sub: Option<Sub> = None;
-        let start = Instant::now() + self.ping_interval;
-        let mut ping = tokio::time::interval_at(start, self.ping_interval);
-        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let halt = loop {
-            if sub
-                .as_ref()
-                .is_some_and(|s| s.lagged.load(Ordering::Acquire))
-            {
-                break Halt::Close(Closing::QUEUE_FULL);
+    /// Whether nothing is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// Buffers waiting (a text response counts two: header and payload).
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// Unwritten bytes.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Whether a frame is partly written: nothing else may be interleaved now.
+    pub fn mid_frame(&self) -> bool {
+        self.offset > 0
+    }
+
+    /// Writes as much as the socket takes without waiting, `MAX_SLICES` buffers per
+    /// system call.
+    pub fn flush(&mut self, tcp: &TcpStream) -> io::Result<Flushed> {
+        let mut progressed = false;
+        while !self.frames.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let mut n = 0;
+            for (i, b) in self.frames.iter().take(MAX_SLICES).enumerate() {
+                let b = if i == 0 { &b[self.offset..] } else { &b[..] };
+                slices[n] = IoSlice::new(b);
+                n += 1;
             }
-            let msg = tokio::select! {
-                biased;
-                _ = wait_true(&mut self.abort) => break Halt::Stop,
-                _ = wait_true(&mut self.stop) => break Halt::Close(Closing::GOING_AWAY),
-                out = self.out.recv() => match out {
-                    None => break Halt::Stop,
-                    Some(Out::Text(t)) => text(&t),
-                    Some(Out::Subscribed { response, rx, lagged }) => {
-                        sub = Some(Sub { rx, lagged });
-                        match response {
-                            Some(r) => text(&r),
-                            None => continue,
-                        }
-                    }
-                    Some(Out::Unsubscribed { response }) => {
-                        sub = None;
-                        match response {
-                            Some(r) => text(&r),
-                            None => continue,
-                        }
-                    }
-                    Some(Out::Close(c)) => break Halt::Close(c),
-                },
-                n = next_event(&mut sub) => match n {
-                    Some(n) => text(&n.json),
-                    None => {
-                        let lagged = sub.as_ref().is_some_and(|s| s.lagged.load(Ordering::Acquire));
-                        if lagged {
-                            break Halt::Close(Closing::QUEUE_FULL);
-                        }
-                        sub = None;
-                        continue;
-                    }
-                },
-                _ = ping.tick() => {
-                    if self.unanswered.load(Ordering::Acquire) >= 2 {
-                        break Halt::Close(Closing::NO_PONG);
-                    }
-                    self.unanswered.fetch_add(1, Ordering::AcqRel);
-                    Message::Ping(Default::default())
+            match tcp.try_write_vectored(&slices[..n]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => {
+                    self.advance(written);
+                    progressed = true;
                 }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Ok(Flushed::Blocked { progressed });
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Flushed::Done)
+    }
+
+    fn advance(&mut self, mut written: usize) {
+        self.bytes -= written;
+        while written > 0 {
+            let Some(front) = self.frames.front() else {
+                return;
             };
-            let lag = sub.as_ref().map(|s| s.lagged.clone());
-            if let Err(h) = self.write(msg, lag).await {
-                break h;
+            let left = front.len() - self.offset;
+            if written < left {
+                self.offset += written;
+                return;
             }
-        };
-        match halt {
-            Halt::Stop => (self.sink, Ended::Stopped),
-            Halt::Close(c) => {
-                let frame = CloseFrame {
-                    code: CloseCode::from(c.code),
-                    reason: c.reason.into(),
-                };
-                // A client that stopped reading cannot take the frame; don't wait on it.
-                let _ = tokio::time::timeout(
-                    self.close_timeout,
-                    self.sink.send(Message::Close(Some(frame))),
-                )
-                .await;
-                (self.sink, Ended::Closed(c))
-            }
+            written -= left;
+            self.offset = 0;
+            self.frames.pop_front();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+    use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+
+    /// tungstenite parses back exactly what we format, for each length format's
+    /// edges (7-bit, 16-bit and 64-bit lengths, RFC 6455 §5.2).
+    #[test]
+    fn text_headers_parse_back_for_every_length_format() {
+        for len in [
+            0usize,
+            1,
+            125,
+            126,
+            127,
+            1000,
+            65_535,
+            65_536,
+            70_000,
+            1 << 20,
+        ] {
+            let h = text_header(len);
+            let want = match len {
+                0..=125 => 2,
+                126..=65_535 => 4,
+                _ => 10,
+            };
+            assert_eq!(h.len(), want, "header size for {len}");
+            let mut cur = std::io::Cursor::new(&h[..]);
+            let (parsed, plen) = FrameHeader::parse(&mut cur)
+                .expect("valid")
+                .expect("complete");
+            assert_eq!(plen, len as u64);
+            assert!(parsed.is_final);
+            assert_eq!(parsed.mask, None, "a server never masks");
+            assert!(!parsed.rsv1 && !parsed.rsv2 && !parsed.rsv3);
+            assert_eq!(parsed.opcode, OpCode::Data(Data::Text));
         }
     }
 
-    async fn write(&mut self, msg: Message, lag: Option<Arc<AtomicBool>>) -> Result<(), Halt> {
-        let send = self.sink.send(msg);
-        tokio::pin!(send);
-        let deadline = tokio::time::sleep(self.write_timeout);
-        tokio::pin!(deadline);
-        let mut lag_poll = tokio::time::interval(LAG_POLL);
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let (c, s) = tokio::join!(TcpStream::connect(addr), l.accept());
+        (s.expect("accept").0, c.expect("connect"))
+    }
+
+    #[tokio::test]
+    async fn a_queued_burst_goes_out_in_order_and_the_outbox_empties() {
+        let (server, mut client) = pair().await;
+        let mut out = Outbox::default();
+        let shared = Bytes::from_static(b"{\"seq\":1}");
+        for _ in 0..3 {
+            out.push_text(shared.clone());
+        }
+        assert_eq!(out.len(), 6);
+        assert_eq!(out.flush(&server).expect("flush"), Flushed::Done);
+        assert!(out.is_empty() && out.bytes() == 0);
+        let mut got = vec![0u8; 3 * 11];
+        client.read_exact(&mut got).await.expect("read");
+        assert_eq!(&got[..11], b"\x81\x09{\"seq\":1}");
+        assert_eq!(got[..11], got[11..22]);
+        assert_eq!(got[..11], got[22..]);
+    }
+
+    #[tokio::test]
+    async fn a_full_socket_blocks_mid_frame_and_resumes_where_it_stopped() {
+        let (server, mut client) = pair().await;
+        socket2::SockRef::from(&server)
+            .set_send_buffer_size(4096)
+            .expect("sndbuf");
+        let mut out = Outbox::default();
+        let big = Bytes::from(vec![b'x'; 1 << 20]);
+        out.push_text(big.clone());
+        let first = out.flush(&server).expect("flush");
+        assert!(
+            matches!(first, Flushed::Blocked { progressed: true }),
+            "{first:?}"
+        );
+        assert!(out.mid_frame());
+        let left = out.bytes();
+        assert!(left > 0 && left < (1 << 20) + 10);
+        // Read everything while the outbox drains.
+        let reader = tokio::spawn(async move {
+            let mut all = Vec::new();
+            let mut buf = vec![0u8; 65536];
+            while all.len() < (1 << 20) + 10 {
+                let n = client.read(&mut buf).await.expect("read");
+                assert!(n > 0, "closed early");
+                all.extend_from_slice(&buf[..n]);
+            }
+            all
+        });
         loop {
-            tokio::select! {
-                biased;
-                r = &mut send => return r.map_err(|_| Halt::Stop),
-                _ = wait_true(&mut self.abort) => return Err(Halt::Stop),
-                _ = wait_true(&mut self.stop) => return Err(Halt::Close(Closing::GOING_AWAY)),
-                _ = lag_poll.tick(), if lag.is_some() => {
-                    if lag.as_ref().is_some_and(|l| l.load(Ordering::Acquire)) {
-                        return Err(Halt::Close(Closing::QUEUE_FULL));
-                    }
-                }
-                _ = &mut deadline => return Err(Halt::Close(Closing::WRITE_STALLED)),
+            server.writable().await.expect("writable");
+            if out.flush(&server).expect("flush") == Flushed::Done {
+                break;
             }
         }
-    }
-}
-
-/// Resolves when the flag is set or its sender is gone.
-async fn wait_true(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|v| *v).await;
-}
-
-async fn next_event(sub: &mut Option<Sub>) -> Option<Notification> {
-    match sub {
-        Some(s) => s.rx.recv().await,
-        None => std::future::pending().await,
+        let all = reader.await.expect("reader");
+        assert_eq!(&all[..10], &text_header(1 << 20)[..]);
+        assert!(all[10..].iter().all(|b| *b == b'x'));
+        assert_eq!(all.len(), (1 << 20) + 10);
     }
 }
