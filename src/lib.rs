@@ -21,9 +21,12 @@
 //!   readers. Each runs blocking work on its own threads and reports through the
 //!   [`transport::EventSink`] seam it owns ([`transport::Update`], and
 //!   [`transport::ReaderHandle`] for card work); it never knows who listens.
-//! - [`bus`]: implements the sink: one ordered event sequence, bounded fan-out with one
-//!   encoding per distinct view (full, redacted, per-origin scopes), the registry behind
-//!   `subscribe` snapshots, the card operations, and the identity-free counters.
+//! - [`bus`]: implements the sink. `publish` does O(1) work under one lock: the pure
+//!   registry (`bus::registry`, a function of updates, behind `subscribe` snapshots)
+//!   says which events an update makes, the hub numbers them and hands them to the
+//!   fan-out (`bus::fanout`, its own task), which encodes each once per distinct view
+//!   (full, redacted, per-origin scopes) into one shared WebSocket frame. Also the card
+//!   operations and the identity-free counters.
 //! - [`server`]: the local WebSocket/HTTP server (handshake rules, limits, sessions):
 //!   the OS-user check on the client's socket first (`server::owner`, `server::users`),
 //!   then Host and Origin, with handshake slots that evict the oldest silent

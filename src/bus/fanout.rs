@@ -1,7 +1,7 @@
 //! Fan-out: each event serialized once per distinct view into one complete
 //! WebSocket text frame, handed to every subscriber of that view by reference count.
 //!
-//! The hub sends [`Cmd`]s under its lock, in `seq` order, and returns at once: all
+//! The hub sends `Cmd`s under its lock, in `seq` order, and returns at once: all
 //! per-subscriber work runs on one fan-out thread, never on a card thread and never
 //! under the hub's lock. A subscription travels through the same channel as the
 //! events, so a subscriber whose snapshot is at `seq` S is added after every event

@@ -113,7 +113,7 @@ impl Metrics {
         self.silent_connections.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The counters now, for [`render`].
+    /// The counters now, for [`crate::server::metrics::render`].
     pub fn counters(&self) -> Counters {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         Counters {

@@ -4,7 +4,8 @@
 //! - [`handshake`]: pure `Host`/`Origin` rules.
 //! - [`http`]: bounded request-head reading and plain responses.
 //! - `router`: one connection up to the 101 (or the HTTP answer).
-//! - [`rpc`] and [`methods`]: JSON-RPC envelopes and method parameters, pure.
+//! - [`methods`]: method parameters, pure (the JSON-RPC envelope is [`crate::protocol::rpc`]).
+//! - [`metrics`]: the Prometheus rendering of `/metrics`.
 //! - `session` and [`writer`]: one upgraded connection, incoming and outgoing.
 //! - [`limits`]: the rate limiter and client slots.
 //! - [`silent`]: connections closed before a byte (Local Network Access blocks).
