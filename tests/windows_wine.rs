@@ -181,7 +181,10 @@ impl Namespace {
         let mut c = Command::new("nsenter");
         c.arg("-t")
             .arg(self.holder.id().to_string())
-            .args(["-n", "-m", "--"])
+            // -r -w: entering a mount namespace resets root and cwd to the
+            // namespace's own; keep the holder's, or inside a chroot (the fresh-root
+            // check) every path of the checkout vanishes.
+            .args(["-n", "-m", "-r", "-w", "--"])
             .arg(program)
             .env("WINEPREFIX", &self.parts.prefix)
             .env("WINEDEBUG", "-all")
