@@ -12,20 +12,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use vitale_bridge::protocol::ReaderKind;
 use vitale_bridge::server::ServerConfig;
-use vitale_bridge::transport::Update;
-use ws_harness::{Server, WAIT, cfg, close_code};
-
-fn add_reader(server: &Server, i: usize, name_len: usize) {
-    server.hub.publish(Update::ReaderAdded {
-        id: format!("sim:{i}"),
-        name: "n".repeat(name_len),
-        kind: ReaderKind::Simulated,
-        contactless: false,
-        handle: None,
-    });
-}
+use ws_harness::{Server, WAIT, add_reader, cfg, close_code};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_message_closes_1009_others_unaffected() {

@@ -11,9 +11,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
-use vitale_bridge::protocol::ReaderKind;
-use vitale_bridge::transport::Update;
-use ws_harness::{Server, WAIT, cfg};
+use ws_harness::{Server, WAIT, add_reader, cfg};
 
 /// A masked client text frame (mask 0 keeps the payload readable).
 fn masked_text(payload: &[u8]) -> Vec<u8> {
@@ -44,16 +42,6 @@ async fn read_frame(s: &mut TcpStream) -> (u8, Vec<u8>) {
             return (head[0], payload);
         }
     }
-}
-
-fn add_reader(server: &Server, i: usize, name_len: usize) {
-    server.hub.publish(Update::ReaderAdded {
-        id: format!("sim:{i}"),
-        name: "n".repeat(name_len),
-        kind: ReaderKind::Simulated,
-        contactless: false,
-        handle: None,
-    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

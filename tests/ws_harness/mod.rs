@@ -328,3 +328,14 @@ pub async fn publish_until_a_subscriber_drops(
     }
     published
 }
+
+/// Publishes reader `sim:I` with a name of `name_len` bytes (event size on demand).
+pub fn add_reader(server: &Server, i: usize, name_len: usize) {
+    server.hub.publish(Update::ReaderAdded {
+        id: format!("sim:{i}"),
+        name: "n".repeat(name_len),
+        kind: ReaderKind::Simulated,
+        contactless: false,
+        handle: None,
+    });
+}
