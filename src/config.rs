@@ -435,7 +435,7 @@ impl Config {
 
     /// The phone profile AID as bytes.
     pub fn apcv_aid(&self) -> Vec<u8> {
-        self.apcv.aid.bytes()
+        self.apcv.aid.bytes().to_vec()
     }
 
     /// What the PC/SC backend needs.

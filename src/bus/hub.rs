@@ -271,11 +271,6 @@ impl Hub {
         }
     }
 
-    /// Sets the PC/SC status without an event (start-up configuration).
-    pub fn set_pcsc_status(&self, status: PcscStatus) {
-        self.lock().registry.set_pcsc(status);
-    }
-
     /// The open-connection counter the server maintains.
     pub fn clients(&self) -> &AtomicUsize {
         &self.clients

@@ -250,11 +250,6 @@ impl Registry {
         self.pcsc
     }
 
-    /// Sets the PC/SC state without an event (start-up configuration).
-    pub fn set_pcsc(&mut self, status: PcscStatus) {
-        self.pcsc = status;
-    }
-
     /// NFC devices by connstring.
     pub fn nfc(&self) -> &BTreeMap<String, NfcState> {
         &self.nfc

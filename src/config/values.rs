@@ -133,38 +133,37 @@ impl<'de> Deserialize<'de> for Listen {
     }
 }
 
-/// A phone-profile AID, kept as uppercase hex (spaces and case as written are
-/// normalised away).
+/// A phone-profile AID: its bytes, checked once at parse (shown as uppercase hex,
+/// however it was spaced or cased in the file).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Aid(String);
+pub struct Aid(Vec<u8>);
 
 impl Aid {
-    /// Checks and normalises `s`.
+    /// Checks `s` (hex, spaces allowed).
     pub fn new(s: &str) -> Result<Aid, String> {
-        parse_aid(s).map(|b| Aid(hex::encode_upper(b)))
+        parse_aid(s).map(Aid)
     }
 
     /// The AID as uppercase hex.
-    pub fn as_str(&self) -> &str {
-        &self.0
+    pub fn to_hex(&self) -> String {
+        hex::encode_upper(&self.0)
     }
 
-    /// The AID's bytes.
-    pub fn bytes(&self) -> Vec<u8> {
-        // Normalised hex from `new`: decoding cannot fail.
-        hex::decode(&self.0).unwrap_or_default()
+    /// The AID's bytes, as sent in SELECT.
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
     }
 }
 
 impl PartialEq<&str> for Aid {
     fn eq(&self, other: &&str) -> bool {
-        self.0 == *other
+        self.to_hex() == *other
     }
 }
 
 impl Serialize for Aid {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
+        s.serialize_str(&self.to_hex())
     }
 }
 
@@ -278,11 +277,11 @@ mod tests {
         assert!(Connstring::new("pn532_uart:/dev/ttyUSB0").is_ok());
         assert!(Connstring::new("/dev/ttyUSB0").is_err());
         assert_eq!(
-            Aid::new("f0 76 62 72 69 64 67 65 01").map(|a| a.bytes()),
+            Aid::new("f0 76 62 72 69 64 67 65 01").map(|a| a.bytes().to_vec()),
             Ok(b"\xF0vbridge\x01".to_vec())
         );
         assert_eq!(
-            Aid::new("f0766272696467650 1").map(|a| a.as_str().to_owned()),
+            Aid::new("f0766272696467650 1").map(|a| a.to_hex()),
             Ok("F07662726964676501".into())
         );
         assert!(ScopeNames::new(vec!["names".into()]).is_err());

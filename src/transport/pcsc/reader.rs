@@ -339,28 +339,34 @@ impl ReaderThread {
             return None;
         };
         let contactless = self.contactless || is_contactless_atr(&c.atr);
-        if let Err(pcsc::Error::ResetCard) = c.card.transaction().map(drop) {
-            // Reset by another application since our last use: reconnect first; the
-            // request then reads the card afresh (never the pre-reset state).
-            tracing::info!(reader = %self.ctx.reader, "card reset by another application; reconnecting");
-            let _ = c
-                .card
-                .reconnect(ShareMode::Shared, Protocols::ANY, Disposition::LeaveCard);
-        }
-        let reset = match c.card.transaction() {
-            Ok(tx) => {
-                let mut ch = channel(&self.pctx, &self.name, &tx, c.atr.clone(), contactless);
-                worker::serve(&self.sink, &self.ctx, Some((&mut ch, c.card_type)), req);
-                let reset = ch.failure == Some(ChannelError::Reset);
-                drop(ch);
-                let _ = tx.end(Disposition::LeaveCard);
-                reset
-            }
-            Err(e) => {
-                let err: ProtocolError =
-                    crate::card::CardError::Channel(super::channel::map_error(e)).into();
-                refuse(req, err);
-                e == pcsc::Error::ResetCard
+        let mut reconnected = false;
+        let reset = loop {
+            // `transaction2` hands the card back with the error, to reconnect it.
+            match c.card.transaction2() {
+                Ok(tx) => {
+                    let mut ch = channel(&self.pctx, &self.name, &tx, c.atr.clone(), contactless);
+                    worker::serve(&self.sink, &self.ctx, Some((&mut ch, c.card_type)), req);
+                    let reset = ch.failure == Some(ChannelError::Reset);
+                    drop(ch);
+                    let _ = tx.end(Disposition::LeaveCard);
+                    break reset;
+                }
+                // Reset by another application since our last use: reconnect, and the
+                // request reads the card afresh (never the pre-reset state). The
+                // transaction that finds this is the one the request uses otherwise, so
+                // the usual case costs pcscd one round-trip, not a probe and then one.
+                Err((card, pcsc::Error::ResetCard)) if !reconnected => {
+                    tracing::info!(reader = %self.ctx.reader, "card reset by another application; reconnecting");
+                    let _ =
+                        card.reconnect(ShareMode::Shared, Protocols::ANY, Disposition::LeaveCard);
+                    reconnected = true;
+                }
+                Err((_, e)) => {
+                    let err: ProtocolError =
+                        crate::card::CardError::Channel(super::channel::map_error(e)).into();
+                    refuse(req, err);
+                    break e == pcsc::Error::ResetCard;
+                }
             }
         };
         if reset {
