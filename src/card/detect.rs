@@ -143,7 +143,7 @@ pub fn atr_hint(atr: &[u8]) -> AtrHint {
     }
 }
 
-/// See [`crate::card::detect`].
+/// See [`crate::card::detect()`].
 pub fn detect(channel: &mut dyn CardChannel, ctx: &ReadContext) -> Result<CardType, CardError> {
     let hint = atr_hint(channel.atr());
     let contactless = channel.is_contactless();

@@ -1,7 +1,7 @@
 //! Card logic over the transport-independent [`CardChannel`]: detection, the Carte
 //! Vitale 2 reader, phone profiles and the identity model.
 //!
-//! Backends call three entry points, whatever their transport: [`detect`] when a card
+//! Backends call three entry points, whatever their transport: [`detect()`] when a card
 //! arrives, [`read_identity`] to read it and [`sign`] for phones.
 
 pub mod apdu;

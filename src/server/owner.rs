@@ -17,7 +17,7 @@
 //!
 //! On Windows, `GetExtendedTcpTable` lists every TCP socket with its owning process
 //! id; the owner of the client's row is then compared by its token's user SID with
-//! the daemon's own ([`windows`]): only the daemon's own account is served there.
+//! the daemon's own (`owner/windows.rs`): only the daemon's own account is served there.
 //!
 //! Encoding and parsing are pure ([`diag_request`], [`parse_diag_response`],
 //! [`parse_line`], [`find_owner`], [`TableRow`], [`find_pid`]); only [`lookup`] does

@@ -40,7 +40,7 @@ impl<'a> PcscChannel<'a> {
         }
     }
 
-    /// Lets a failed transmit wait (at most [`REMOVAL_GRACE`]) for `reader` on
+    /// Lets a failed transmit wait (at most `REMOVAL_GRACE`, 1 s) for `reader` on
     /// `context` to report a removal, so a card pulled mid-exchange is reported as
     /// removed rather than as a card that answered badly.
     pub fn watching(mut self, context: &'a pcsc::Context, reader: &'a CStr) -> Self {
