@@ -63,8 +63,138 @@ pub enum ChannelError {
     Busy,
     /// The service behind the transport (pcscd, the NFC device) went away.
     #[error("service unavailable: {0}")]
-    ServiceDown(String),
-    /// Any other transport failure; the text names the transport's own error.
+    ServiceDown(#[source] Cause),
+    /// Any other transport failure.
     #[error("transport error: {0}")]
-    Transport(String),
+    Transport(#[source] Cause),
+}
+
+/// A transport's own error (pcsc's, libnfc's), kept whole as the source of a
+/// [`ChannelError`]: the card layer cannot name those crates' types, and a cause
+/// flattened into a string loses its chain.
+///
+/// Shared by reference count so `ChannelError` stays `Clone`. Two causes are equal when
+/// their messages are: the C libraries' error codes have no other identity, and only
+/// tests compare causes.
+#[derive(Clone)]
+pub struct Cause {
+    /// Which library it came from, when its own message does not say.
+    from: Option<&'static str>,
+    error: std::sync::Arc<dyn std::error::Error + Send + Sync>,
+}
+
+impl Cause {
+    /// Keeps `e` as the cause.
+    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> Cause {
+        Cause {
+            from: None,
+            error: std::sync::Arc::new(e),
+        }
+    }
+
+    /// Keeps `e`, shown as `from: e` (`libnfc: Input/output error`).
+    pub fn from_library(
+        from: &'static str,
+        e: impl std::error::Error + Send + Sync + 'static,
+    ) -> Cause {
+        Cause {
+            from: Some(from),
+            ..Cause::new(e)
+        }
+    }
+}
+
+/// A cause the transport states itself (a malformed answer, say): no error below it.
+impl From<String> for Cause {
+    fn from(s: String) -> Cause {
+        Cause {
+            from: None,
+            error: std::sync::Arc::from(Box::<dyn std::error::Error + Send + Sync>::from(s)),
+        }
+    }
+}
+
+impl From<&str> for Cause {
+    fn from(s: &str) -> Cause {
+        Cause::from(s.to_owned())
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.from {
+            Some(from) => write!(f, "{from}: {}", self.error),
+            None => self.error.fmt(f),
+        }
+    }
+}
+
+impl std::fmt::Debug for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.from {
+            Some(from) => write!(f, "{from}: {:?}", self.error),
+            None => self.error.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.error.source()
+    }
+}
+
+impl PartialEq for Cause {
+    fn eq(&self, other: &Cause) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for Cause {}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    use super::*;
+
+    /// An error with a cause of its own, like a library error wrapping an OS one.
+    #[derive(Debug, thiserror::Error)]
+    #[error("device lost")]
+    struct Lost(#[source] std::io::Error);
+
+    #[test]
+    fn a_cause_keeps_the_error_and_its_chain() {
+        let e = ChannelError::ServiceDown(Cause::from_library(
+            "libnfc",
+            Lost(std::io::Error::from(std::io::ErrorKind::BrokenPipe)),
+        ));
+        assert_eq!(e.to_string(), "service unavailable: libnfc: device lost");
+        let cause = e.source().expect("the cause is the source");
+        assert_eq!(cause.to_string(), "libnfc: device lost");
+        let below = cause.source().expect("and its own source is kept");
+        assert_eq!(
+            below.to_string(),
+            std::io::Error::from(std::io::ErrorKind::BrokenPipe).to_string()
+        );
+    }
+
+    #[test]
+    fn a_stated_cause_has_nothing_below_it_and_compares_by_message() {
+        let a = ChannelError::Transport("R-APDU of 1 bytes from the phone".into());
+        assert_eq!(
+            a.to_string(),
+            "transport error: R-APDU of 1 bytes from the phone"
+        );
+        assert!(a.source().and_then(Error::source).is_none());
+        assert_eq!(
+            a,
+            ChannelError::Transport("R-APDU of 1 bytes from the phone".into())
+        );
+        assert_ne!(a, ChannelError::Transport("something else".into()));
+        assert_ne!(
+            a,
+            ChannelError::ServiceDown("R-APDU of 1 bytes from the phone".into())
+        );
+    }
 }

@@ -12,7 +12,7 @@ pub mod identity;
 pub mod phone;
 pub mod vitale;
 
-pub use channel::{CardChannel, ChannelError};
+pub use channel::{CardChannel, Cause, ChannelError};
 pub use error::CardError;
 pub use identity::{ApcvInfo, Beneficiary, Environment, Identity, Ins, Sensitive, Source};
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use nfc1::{Device, Timeout};
 
-use crate::card::{CardChannel, ChannelError};
+use crate::card::{CardChannel, Cause, ChannelError};
 
 /// What a PC/SC contactless reader would synthesise for an ISO 14443-4A target without
 /// historical bytes (cards.md §3).
@@ -54,10 +54,9 @@ impl CardChannel for NfcChannel<'_> {
                 );
                 Ok(rapdu)
             }
-            Ok(rapdu) => Err(ChannelError::Transport(format!(
-                "R-APDU of {} bytes from the phone",
-                rapdu.len()
-            ))),
+            Ok(rapdu) => Err(ChannelError::Transport(
+                format!("R-APDU of {} bytes from the phone", rapdu.len()).into(),
+            )),
             Err(e) => Err(map_error(e)),
         }
     }
@@ -79,8 +78,8 @@ pub fn map_error(e: nfc1::Error) -> ChannelError {
         nfc1::Error::RfTransmissionError | nfc1::Error::TargetReleased => ChannelError::Removed,
         nfc1::Error::Timeout => ChannelError::Mute,
         nfc1::Error::Io | nfc1::Error::NoSuchDeviceFound | nfc1::Error::NoDeviceFound => {
-            ChannelError::ServiceDown(format!("NFC device: {e}"))
+            ChannelError::ServiceDown(Cause::from_library("NFC device", e))
         }
-        other => ChannelError::Transport(format!("libnfc: {other}")),
+        other => ChannelError::Transport(Cause::from_library("libnfc", other)),
     }
 }

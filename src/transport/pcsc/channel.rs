@@ -4,7 +4,7 @@
 use std::ffi::CStr;
 use std::time::Duration;
 
-use crate::card::{CardChannel, ChannelError};
+use crate::card::{CardChannel, Cause, ChannelError};
 
 /// How long a failed transmit waits for the reader to report a removal before the
 /// failure counts as the card's own (pcscd learns of some removals only at its next
@@ -103,9 +103,9 @@ pub fn map_error(e: pcsc::Error) -> ChannelError {
         E::UnresponsiveCard | E::UnpoweredCard | E::Timeout => ChannelError::Mute,
         E::SharingViolation => ChannelError::Busy,
         E::NoService | E::ServiceStopped | E::InvalidHandle | E::CommError => {
-            ChannelError::ServiceDown(e.to_string())
+            ChannelError::ServiceDown(Cause::new(e))
         }
-        other => ChannelError::Transport(other.to_string()),
+        other => ChannelError::Transport(Cause::new(other)),
     }
 }
 

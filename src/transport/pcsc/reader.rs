@@ -15,7 +15,7 @@ use pcsc::{Context, Disposition, Protocols, Scope, ShareMode};
 use tokio::sync::mpsc;
 
 use super::channel::{PcscChannel, is_contactless_atr};
-use crate::card::{CardType, ChannelError, ReadContext};
+use crate::card::{CardType, Cause, ChannelError, ReadContext};
 use crate::protocol::{ProtocolError, Reason};
 use crate::transport::worker;
 use crate::transport::{EventSink, ReaderRequest, Update};
@@ -165,12 +165,12 @@ impl ReaderThread {
     fn context(&mut self) -> Result<&Context, ChannelError> {
         if self.pctx.is_none() {
             let c = Context::establish(Scope::User)
-                .map_err(|e| ChannelError::ServiceDown(e.to_string()))?;
+                .map_err(|e| ChannelError::ServiceDown(Cause::new(e)))?;
             self.pctx = Some(c);
         }
         self.pctx
             .as_ref()
-            .ok_or_else(|| ChannelError::ServiceDown("no context".into()))
+            .ok_or_else(|| ChannelError::ServiceDown("no PC/SC context".into()))
     }
 
     /// SCardConnect in SHARED mode, waiting at most [`BUSY_WAIT`] for a reader held
