@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::transport::{self, Backend};
 
 mod shutdown;
-pub use shutdown::shutdown_signal;
+pub use shutdown::{on_shutdown_signal, shutdown_signal};
 
 /// Which readers the daemon serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -169,7 +169,13 @@ pub fn main() -> ExitCode {
     if let Command::Sim(sim) = command {
         init_logging(cli.common.log_level.as_deref().unwrap_or("info"));
         return match sim {
-            SimCommand::Vpcd(args) => crate::sim::vpcd::run(args),
+            SimCommand::Vpcd(args) => {
+                let (stop, stopper) = crate::sim::vpcd::Stop::new();
+                if let Err(e) = daemon::on_shutdown_signal(move || stopper.stop()) {
+                    tracing::warn!(error = %e, "no signal handling");
+                }
+                crate::sim::vpcd::run(args, stop)
+            }
             #[cfg(unix)]
             SimCommand::Pn532(args) => crate::sim::pn532::run(args),
         };

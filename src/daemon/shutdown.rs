@@ -58,3 +58,20 @@ pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send> {
         tracing::info!("shutting down");
     })
 }
+
+/// Calls `f` on the first stop request, for a program that blocks instead of running
+/// on tokio (`sim vpcd`): the same requests as the daemon's, watched by a thread of
+/// its own. The handlers are installed before this returns.
+pub fn on_shutdown_signal(f: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    let signal = rt.block_on(async { shutdown_signal() })?;
+    std::thread::Builder::new()
+        .name("stop-signals".into())
+        .spawn(move || {
+            rt.block_on(signal);
+            f();
+        })?;
+    Ok(())
+}

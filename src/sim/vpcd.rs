@@ -83,8 +83,8 @@ enum End {
     PeerClosed,
 }
 
-/// Runs the virtual card until interrupted.
-pub fn run(args: VpcdArgs) -> ExitCode {
+/// Runs the virtual card until `stop` is stopped.
+pub fn run(args: VpcdArgs, stop: Stop) -> ExitCode {
     let card = match load(&args) {
         Ok(c) => c,
         Err(e) => {
@@ -92,7 +92,6 @@ pub fn run(args: VpcdArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let stop = Stop::install();
     match serve(&args, card, &stop) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -275,67 +274,51 @@ fn write_frame(w: &mut impl Write, payload: &[u8]) -> io::Result<()> {
     w.write_all(&frame)
 }
 
-/// SIGINT/SIGTERM handling for a blocking program: a watcher thread sets a flag,
-/// shuts the live socket down (unblocking its read) and wakes any sleep.
-struct Stop {
+/// How a blocking program is stopped from outside: [`Stopper::stop`] sets a flag,
+/// shuts the live socket down (unblocking its read) and wakes any sleep. The
+/// command line wires it to the OS's stop requests (`daemon::shutdown`, the one place
+/// for that concern), so the simulator has no signal code of its own.
+pub struct Stop {
     flag: Arc<AtomicBool>,
     live: Arc<Mutex<Option<TcpStream>>>,
     wake: Mutex<mpsc::Receiver<()>>,
 }
 
+/// The other end of a [`Stop`]; sendable to whatever thread sees the request.
+pub struct Stopper {
+    flag: Arc<AtomicBool>,
+    live: Arc<Mutex<Option<TcpStream>>>,
+    wake: mpsc::Sender<()>,
+}
+
+impl Stopper {
+    /// Stops the program: its current connection is shut down and its sleeps end.
+    pub fn stop(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        if let Some(s) = self.live.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+        let _ = self.wake.send(());
+    }
+}
+
 impl Stop {
-    fn install() -> Stop {
+    /// A stop and its stopper. Dropping the stopper unstopped leaves sleeps plain.
+    pub fn new() -> (Stop, Stopper) {
         let flag = Arc::new(AtomicBool::new(false));
         let live: Arc<Mutex<Option<TcpStream>>> = Arc::new(Mutex::new(None));
         let (tx, rx) = mpsc::channel();
-        let (f, l) = (flag.clone(), live.clone());
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .build();
-        match runtime {
-            Ok(rt) => {
-                // Register the handlers before returning so no early signal is lost.
-                let signals = rt.block_on(async {
-                    #[cfg(unix)]
-                    use tokio::signal::unix::{SignalKind, signal};
-                    #[cfg(unix)]
-                    let pair = (
-                        signal(SignalKind::interrupt())?,
-                        signal(SignalKind::terminate())?,
-                    );
-                    #[cfg(windows)]
-                    let pair = (
-                        tokio::signal::windows::ctrl_c()?,
-                        tokio::signal::windows::ctrl_break()?,
-                    );
-                    Ok::<_, io::Error>(pair)
-                });
-                match signals {
-                    Ok((mut int, mut term)) => {
-                        std::thread::spawn(move || {
-                            rt.block_on(async {
-                                tokio::select! {
-                                    _ = int.recv() => {}
-                                    _ = term.recv() => {}
-                                }
-                            });
-                            f.store(true, Ordering::SeqCst);
-                            if let Some(s) = l.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                                let _ = s.shutdown(Shutdown::Both);
-                            }
-                            let _ = tx.send(());
-                        });
-                    }
-                    Err(e) => tracing::warn!(error = %e, "no signal handling"),
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "no signal handling"),
-        }
-        Stop {
+        let stopper = Stopper {
+            flag: flag.clone(),
+            live: live.clone(),
+            wake: tx,
+        };
+        let stop = Stop {
             flag,
             live,
             wake: Mutex::new(rx),
-        }
+        };
+        (stop, stopper)
     }
 
     fn is_set(&self) -> bool {

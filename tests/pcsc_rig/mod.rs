@@ -316,9 +316,13 @@ impl Sim {
     }
 
     /// Removes the card (SIGTERM; the sim closes its connection) and waits for exit.
+    /// Ours must exit cleanly on the stop request, not die of the signal (vicc, a
+    /// Python script, just dies).
     pub fn remove(mut self) {
         signal(self.child.id(), "TERM");
-        let _ = self.child.wait();
+        let status = self.child.wait().expect("wait for the virtual card");
+        let ours = self.lines.is_some();
+        assert!(!ours || status.success(), "sim vpcd on SIGTERM: {status}");
     }
 
     /// Waits for the simulator to end by itself (after `--pull-after`).
