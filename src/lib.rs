@@ -8,7 +8,9 @@
 //! import):
 //!
 //! - [`codec`]: pure, I/O-free codecs (APDU and status words, BER-TLV, NIR, dates,
-//!   ISO-8859-1). Bounded, never panic on card bytes.
+//!   ISO-8859-1; and the OS's socket tables the OS-user check reads: `/proc/net/tcp`
+//!   lines, `NETLINK_SOCK_DIAG` messages, Windows TCP-table rows). Bounded, never
+//!   panic on card or kernel bytes.
 //! - [`card`]: the transport-independent [`card::CardChannel`] and the card logic that
 //!   runs over it: card-type detection, the Carte Vitale 2 reader, phone profiles and
 //!   their signature check, and the [`card::Identity`] model (redacted `Debug`).

@@ -2,6 +2,10 @@
 
 pub mod apdu;
 pub mod date;
+pub mod inet;
 pub mod latin1;
 pub mod nir;
+pub mod proc_net;
+pub mod sock_diag;
+pub mod tcp_table;
 pub mod tlv;

@@ -30,7 +30,9 @@ use windows_sys::Win32::System::Threading::{
     GetCurrentProcess, OpenProcess, OpenProcessToken, PROCESS_QUERY_LIMITED_INFORMATION,
 };
 
-use super::{LookupError, TableRow, find_pid, normalise};
+use super::LookupError;
+use crate::codec::inet::normalise;
+use crate::codec::tcp_table::{TableRow, find_pid};
 
 /// How often the table is fetched again when it grew between the size query and
 /// the read.
