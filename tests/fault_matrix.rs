@@ -268,13 +268,7 @@ async fn a_client_reading_one_byte_a_second_is_dropped_without_slowing_anyone() 
 
     // The trickle client: small socket buffer, subscribes, then takes one byte a
     // second for as long as the server keeps the connection.
-    let mut s = ws_harness::small_window_tcp(server.port).await;
-    ws_harness::raw_upgrade(&mut s, server.port).await;
-    // A masked text frame with `subscribe` (mask 0 keeps the payload readable).
-    let sub = br#"{"jsonrpc":"2.0","id":1,"method":"subscribe"}"#;
-    let mut frame = vec![0x81, 0x80 | sub.len() as u8, 0, 0, 0, 0];
-    frame.extend_from_slice(sub);
-    s.write_all(&frame).await.expect("subscribe");
+    let mut s = ws_harness::raw_subscriber(server.port).await;
     ws_harness::until("trickle client subscribed", || {
         server.hub.subscriber_count() == 2
     })

@@ -11,7 +11,6 @@ mod ws_harness;
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use vitale_bridge::protocol::ReaderKind;
 use vitale_bridge::transport::Update;
@@ -39,14 +38,8 @@ async fn shutdown_while_busy_closes_every_client_and_leaves_no_socket_behind() {
     }
     let mut stuck = Vec::new();
     for _ in 0..5 {
-        let mut s = ws_harness::small_window_tcp(server.port).await;
-        ws_harness::raw_upgrade(&mut s, server.port).await;
-        // A masked text frame (mask 0) with `subscribe`, then never a read again.
-        let body = br#"{"jsonrpc":"2.0","id":1,"method":"subscribe"}"#;
-        let mut frame = vec![0x81, 0x80 | body.len() as u8, 0, 0, 0, 0];
-        frame.extend_from_slice(body);
-        s.write_all(&frame).await.expect("subscribe");
-        stuck.push(s);
+        // Subscribes, then never reads again.
+        stuck.push(ws_harness::raw_subscriber(server.port).await);
     }
     let mut silent = Vec::new();
     for _ in 0..5 {

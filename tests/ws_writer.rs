@@ -11,15 +11,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
-use ws_harness::{Server, WAIT, add_reader, cfg};
-
-/// A masked client text frame (mask 0 keeps the payload readable).
-fn masked_text(payload: &[u8]) -> Vec<u8> {
-    assert!(payload.len() < 126);
-    let mut f = vec![0x81, 0x80 | payload.len() as u8, 0, 0, 0, 0];
-    f.extend_from_slice(payload);
-    f
-}
+use ws_harness::{Server, WAIT, add_reader, cfg, masked_text};
 
 /// Reads one server frame: (opcode byte, payload). Server frames are never masked.
 async fn read_frame(s: &mut TcpStream) -> (u8, Vec<u8>) {
@@ -73,13 +65,7 @@ async fn a_request_sent_with_the_upgrade_is_answered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_behind_a_blocked_write_arrives_whole_gapless_and_in_order() {
     let server = Server::start(cfg()).await;
-    let mut s = ws_harness::small_window_tcp(server.port).await;
-    ws_harness::raw_upgrade(&mut s, server.port).await;
-    s.write_all(&masked_text(
-        br#"{"jsonrpc":"2.0","id":1,"method":"subscribe"}"#,
-    ))
-    .await
-    .expect("subscribe");
+    let mut s = ws_harness::raw_subscriber(server.port).await;
     let (_, payload) = read_frame(&mut s).await;
     let sub: Value = serde_json::from_slice(&payload).expect("json");
     let start = sub["result"]["seq"].as_u64().expect("seq");
@@ -124,14 +110,7 @@ async fn a_client_that_closes_mid_frame_is_released_and_nobody_else_notices() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_while_a_write_is_blocked_mid_frame_ends_within_the_close_timeout() {
     let mut server = Server::start(cfg()).await;
-    let mut stuck = ws_harness::small_window_tcp(server.port).await;
-    ws_harness::raw_upgrade(&mut stuck, server.port).await;
-    stuck
-        .write_all(&masked_text(
-            br#"{"jsonrpc":"2.0","id":1,"method":"subscribe"}"#,
-        ))
-        .await
-        .expect("subscribe");
+    let mut stuck = ws_harness::raw_subscriber(server.port).await;
     let _ = read_frame(&mut stuck).await;
     let mut fine = support::Client::connect(&server.url()).await;
     fine.call("subscribe", json!({})).await;

@@ -278,6 +278,27 @@ pub async fn until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// A masked client text frame (mask 0 keeps the payload readable).
+pub fn masked_text(payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() < 126);
+    let mut f = vec![0x81, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A raw client with a 4 KiB receive window that has upgraded and sent `subscribe`,
+/// its answer left unread: a subscriber that reads only when the test does.
+pub async fn raw_subscriber(port: u16) -> TcpStream {
+    let mut s = small_window_tcp(port).await;
+    raw_upgrade(&mut s, port).await;
+    s.write_all(&masked_text(
+        br#"{"jsonrpc":"2.0","id":1,"method":"subscribe"}"#,
+    ))
+    .await
+    .expect("subscribe");
+    s
+}
+
 /// A connection to `port` with a 4 KiB receive buffer: a client that stops reading
 /// on it fills up after a few messages.
 pub async fn small_window_tcp(port: u16) -> TcpStream {
